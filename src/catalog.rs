@@ -1,0 +1,196 @@
+//! The shop's product catalog (`knowledge/catalog.toml`) and the lookups product-aware answers
+//! need: which product a question names, which colour and size, how many are in stock.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::knowledge::{Diagnostic, Location};
+
+/// A colour in both languages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Color {
+    pub zh: String,
+    pub en: String,
+}
+
+/// One row of a size chart: which buyer a size fits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeRow {
+    pub size: String,
+    pub fits: String,
+    pub fits_en: String,
+}
+
+/// One product of the shop.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    pub name_en: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub material: String,
+    pub material_en: String,
+    /// Listed price in yuan.
+    pub price: f64,
+    pub free_shipping: bool,
+    /// Made after payment (handmade): ships within 48 hours of payment, has no stock.
+    pub made_to_order: bool,
+    #[serde(default)]
+    pub colors: Vec<Color>,
+    #[serde(default)]
+    pub sizes: Vec<String>,
+    #[serde(default)]
+    pub size_chart: Vec<SizeRow>,
+    /// Units in stock per variant, keyed `"colour/size"`, or `"colour"` for items without sizes.
+    #[serde(default)]
+    pub stock: BTreeMap<String, u32>,
+}
+
+/// A colour and/or size a buyer named.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Variant {
+    /// Index into the product's `colors`.
+    pub color: Option<String>,
+    pub size: Option<String>,
+}
+
+impl Product {
+    /// Stock of an exact variant, if the catalog lists it.
+    pub fn stock_of(&self, color: &str, size: Option<&str>) -> Option<u32> {
+        let key = match size {
+            Some(size) => format!("{color}/{size}"),
+            None => color.to_string(),
+        };
+        self.stock.get(&key).copied()
+    }
+
+    /// The colour (Chinese name) and size named in `normalized` text that this product has.
+    pub fn variant_in(&self, normalized: &str) -> Variant {
+        let color = self
+            .colors
+            .iter()
+            .find(|c| mentions_color(normalized, c))
+            .map(|c| c.zh.clone());
+        let words = ascii_words(normalized);
+        let size = self
+            .sizes
+            .iter()
+            .find(|s| words.iter().any(|w| w.eq_ignore_ascii_case(s)))
+            .cloned();
+        Variant { color, size }
+    }
+
+    /// The English name of a Chinese colour name.
+    pub fn color_en<'a>(&'a self, zh: &'a str) -> &'a str {
+        self.colors.iter().find(|c| c.zh == zh).map(|c| c.en.as_str()).unwrap_or(zh)
+    }
+}
+
+/// The whole catalog.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    #[serde(default)]
+    pub product: Vec<Product>,
+}
+
+/// 红色 is named by 红色 or 红; red by the English word.
+fn mentions_color(normalized: &str, color: &Color) -> bool {
+    let short = color.zh.trim_end_matches('色');
+    (!short.is_empty() && normalized.contains(short))
+        || ascii_words(normalized).iter().any(|w| w.eq_ignore_ascii_case(&color.en))
+}
+
+/// Runs of ASCII letters and digits: where sizes (M, XL, 38) and English words live.
+pub fn ascii_words(text: &str) -> Vec<&str> {
+    text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect()
+}
+
+/// Parses `catalog.toml` and checks each product's variants are consistent.
+pub fn parse_str(path: &Path, text: &str) -> Result<Catalog, Vec<Diagnostic>> {
+    let here = |message: String| Diagnostic {
+        location: Location {
+            file: path.to_path_buf(),
+            line: 0,
+        },
+        message,
+    };
+    let catalog: Catalog = toml::from_str(text).map_err(|error| {
+        let line = error
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+            .unwrap_or(0);
+        vec![Diagnostic {
+            location: Location {
+                file: path.to_path_buf(),
+                line,
+            },
+            message: error.message().to_string(),
+        }]
+    })?;
+    let mut problems = Vec::new();
+    for product in &catalog.product {
+        for key in product.stock.keys() {
+            let mut parts = key.splitn(2, '/');
+            let color = parts.next().unwrap_or_default();
+            let size = parts.next();
+            let color_known = product.colors.iter().any(|c| c.zh == color);
+            let size_known = size.is_none_or(|s| product.sizes.iter().any(|x| x == s));
+            if !color_known || !size_known {
+                problems.push(here(format!(
+                    "product \"{}\": stock key \"{key}\" names an unknown colour or size",
+                    product.id
+                )));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[[product]]
+id = "tshirt"
+name = "纯棉T恤"
+name_en = "cotton T-shirt"
+material = "棉"
+material_en = "cotton"
+price = 99.0
+free_shipping = true
+made_to_order = false
+colors = [{ zh = "红色", en = "red" }, { zh = "白色", en = "white" }]
+sizes = ["M", "L"]
+stock = { "红色/M" = 3, "白色/L" = 0 }
+"#;
+
+    #[test]
+    fn a_question_names_colour_and_size() {
+        let catalog = parse_str(Path::new("catalog.toml"), SAMPLE).unwrap();
+        let tshirt = &catalog.product[0];
+        let variant = tshirt.variant_in("红色m码还有");
+        assert_eq!(variant.color.as_deref(), Some("红色"));
+        assert_eq!(variant.size.as_deref(), Some("M"));
+        assert_eq!(tshirt.stock_of("红色", Some("M")), Some(3));
+        assert_eq!(tshirt.variant_in("do you have white in l").color.as_deref(), Some("白色"));
+    }
+
+    #[test]
+    fn a_stock_key_for_a_size_the_product_lacks_is_reported() {
+        let broken = SAMPLE.replace("\"白色/L\"", "\"白色/XXL\"");
+        let problems = parse_str(Path::new("catalog.toml"), &broken).unwrap_err();
+        assert!(problems[0].message.contains("白色/XXL"), "{problems:?}");
+    }
+}

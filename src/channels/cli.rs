@@ -1,0 +1,164 @@
+//! The command-line faces: `ask`, `chat` (a terminal REPL), `similarity`, `eval`, `kb check`.
+//! Each reads lines as bytes and decodes them lossily, so invalid UTF-8 in one line is
+//! reported and that line still gets its output: no line is ever lost.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use crate::engine::{Considered, Context, Decision, Engine, Reply};
+use crate::eval::{self, Report};
+use crate::knowledge;
+
+/// One line of `xiaoer ask --json` output.
+#[derive(Serialize)]
+struct AskLine<'a> {
+    text: &'a str,
+    action: Decision,
+    topic: Option<&'a str>,
+    confidence: f32,
+    candidates: &'a [Considered],
+    reply: &'a str,
+}
+
+/// Reads stdin line by line; returns each line decoded, noting invalid UTF-8 on stderr.
+fn for_each_line(input: impl BufRead, mut each: impl FnMut(usize, String) -> Result<()>) -> Result<()> {
+    for (number, bytes) in input.split(b'\n').enumerate() {
+        let mut bytes = bytes.context("reading standard input")?;
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => {
+                eprintln!("line {}: not valid UTF-8; unreadable bytes replaced", number + 1);
+                String::from_utf8_lossy(error.as_bytes()).into_owned()
+            }
+        };
+        each(number + 1, text)?;
+    }
+    Ok(())
+}
+
+/// `xiaoer ask QUESTION`: prints the reply.
+pub fn ask_one(engine: &Engine, question: &str) {
+    println!("{}", engine.ask(question).reply);
+}
+
+/// `xiaoer ask --json`: one JSON object per stdin line, in order.
+pub fn ask_json(engine: &Engine, input: impl BufRead, mut output: impl Write) -> Result<()> {
+    for_each_line(input, |_, text| {
+        let reply = engine.ask(&text);
+        let line = AskLine {
+            text: &text,
+            action: reply.action,
+            topic: reply.topic.as_ref().map(|t| t.as_str()),
+            confidence: round(reply.confidence),
+            candidates: &reply.candidates.iter().map(|c| Considered { topic: c.topic.clone(), score: round(c.score) }).collect::<Vec<_>>(),
+            reply: &reply.reply,
+        };
+        serde_json::to_writer(&mut output, &line)?;
+        writeln!(output)?;
+        Ok(())
+    })?;
+    output.flush()?;
+    Ok(())
+}
+
+/// `xiaoer chat`: a conversation in the terminal over the same engine.
+pub fn chat(engine: &Engine, input: impl BufRead, mut output: impl Write, interactive: bool) -> Result<()> {
+    let mut context = Context::default();
+    if interactive {
+        writeln!(output, "店小二 — type a question (Ctrl-D to quit)")?;
+        write!(output, "> ")?;
+        output.flush()?;
+    }
+    for_each_line(input, |_, text| {
+        let reply = engine.respond(&text, &mut context);
+        writeln!(output, "{}", describe(&reply))?;
+        writeln!(output, "{}", reply.reply)?;
+        if interactive {
+            write!(output, "> ")?;
+        }
+        output.flush()?;
+        Ok(())
+    })
+}
+
+fn describe(reply: &Reply) -> String {
+    let topic = reply.topic.as_ref().map(|t| t.as_str()).unwrap_or("-");
+    format!("[{:?} {topic} {:.2}]", reply.action, reply.confidence).to_lowercase()
+}
+
+/// `xiaoer similarity`: `a<TAB>b` lines in, one score per line out.
+pub fn similarity(engine: &Engine, input: impl BufRead, mut output: impl Write) -> Result<()> {
+    let mut pairs = Vec::new();
+    for_each_line(input, |number, text| {
+        let pair = match text.split_once('\t') {
+            Some((a, b)) => (a.to_string(), b.to_string()),
+            None => {
+                eprintln!("line {number}: expected two questions separated by a tab; scored 0");
+                (String::new(), String::new())
+            }
+        };
+        pairs.push(pair);
+        Ok(())
+    })?;
+    for score in engine.similarity_scores(&pairs) {
+        writeln!(output, "{:.4}", score)?;
+    }
+    output.flush()?;
+    Ok(())
+}
+
+/// `xiaoer eval FILE`: runs the set and prints the figures and the misses.
+pub fn eval(engine: &Engine, file: &Path, split: Option<&str>, mut output: impl Write) -> Result<Report> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let (cases, problems) = eval::parse_cases(&text);
+    for problem in &problems {
+        eprintln!("{}: {problem}", file.display());
+    }
+    let mut report = Report::default();
+    for case in cases.iter().filter(|c| split.is_none() || c.split.as_deref() == split) {
+        report.add(case, &engine.ask(&case.text));
+    }
+    writeln!(output, "cases            {}", report.cases)?;
+    writeln!(output, "precision        {:.3}  (answered {} of which correct {})", report.precision(), report.answered, report.answered_correctly)?;
+    writeln!(output, "coverage         {:.3}  (in scope {} answered {})", report.coverage(), report.in_scope, report.in_scope_answered)?;
+    writeln!(output, "handoff recall   {:.3}  (handoff expected {} handed off {})", report.handoff_recall(), report.handoff_expected, report.handed_off_when_expected)?;
+    writeln!(output, "accuracy         {:.3}  (clarified {})", report.accuracy(), report.clarified)?;
+    if !report.misses.is_empty() {
+        writeln!(output, "misses:")?;
+    }
+    for miss in &report.misses {
+        let topic = miss.topic.as_deref().unwrap_or("-");
+        writeln!(output, "  expect {:<20} got {:?} {topic} {:.2}  {}", miss.expect, miss.action, miss.confidence, miss.text)?;
+    }
+    Ok(report)
+}
+
+/// `xiaoer kb check DIR`: lists every problem as `file:line: message`; false when any.
+pub fn kb_check(dir: &Path, json: bool, mut output: impl Write) -> Result<bool> {
+    let (knowledge_base, diagnostics) = knowledge::load_dir(dir);
+    if json {
+        let listing: Vec<_> = diagnostics
+            .iter()
+            .map(|d| serde_json::json!({"file": d.location.file, "line": d.location.line, "message": d.message}))
+            .collect();
+        writeln!(output, "{}", serde_json::Value::Array(listing))?;
+    } else if diagnostics.is_empty() {
+        writeln!(output, "{}: {} entries, {} products — no problems found", dir.display(), knowledge_base.entries.len(), knowledge_base.catalog.product.len())?;
+    } else {
+        for diagnostic in &diagnostics {
+            writeln!(output, "{diagnostic}")?;
+        }
+        writeln!(output, "{} problem(s) found", diagnostics.len())?;
+    }
+    Ok(diagnostics.is_empty())
+}
+
+fn round(x: f32) -> f32 {
+    (x * 10_000.0).round() / 10_000.0
+}

@@ -1,0 +1,69 @@
+//! Settings: defaults in code, then an optional `xiaoer.toml`, then `XIAOER_*` environment
+//! variables. The only module that reads the environment.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// When the bot answers, asks which topic was meant, or hands off.
+///
+/// Chosen on the tuning part of `tests/data/eval.jsonl` (see README "Evaluation");
+/// reported on the held-out part.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Confidence at or above which the bot answers.
+    pub answer: f32,
+    /// Best similarity at or above which an unsure bot offers choices instead of handing off.
+    pub clarify: f32,
+    /// Margin over the runner-up below which two topics count as a tie.
+    pub margin: f32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds { answer: 0.55, clarify: 0.40, margin: 0.06 }
+    }
+}
+
+/// Everything configurable.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Folder of the knowledge base.
+    pub kb: PathBuf,
+    pub thresholds: Thresholds,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { kb: PathBuf::from("knowledge"), thresholds: Thresholds::default() }
+    }
+}
+
+impl Settings {
+    /// Defaults, overlaid by `file` (if it exists) and by `XIAOER_*` variables.
+    pub fn load(file: &Path) -> Result<Settings> {
+        let mut settings = match std::fs::read_to_string(file) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| Error::Config(format!("{}: {}", file.display(), e.message())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
+            Err(source) => return Err(Error::Io { path: file.to_path_buf(), source }),
+        };
+        if let Ok(kb) = std::env::var("XIAOER_KB") {
+            settings.kb = PathBuf::from(kb);
+        }
+        for (name, slot) in [
+            ("XIAOER_ANSWER_THRESHOLD", &mut settings.thresholds.answer),
+            ("XIAOER_CLARIFY_THRESHOLD", &mut settings.thresholds.clarify),
+            ("XIAOER_MARGIN", &mut settings.thresholds.margin),
+        ] {
+            if let Ok(value) = std::env::var(name) {
+                *slot = value.parse().map_err(|_| Error::Config(format!("{name}={value} is not a number")))?;
+            }
+        }
+        Ok(settings)
+    }
+}

@@ -1,0 +1,346 @@
+//! The knowledge base: entries (topic, examples, approved answers), the lexicon, the product
+//! catalog and the reply templates, read from `knowledge/`.
+//!
+//! `load_dir` is the only function here that touches disk; `parse_*` take `&str` so tests
+//! can feed text. Problems are collected as `Diagnostic`s (`file:line: message`), never
+//! stopping at the first.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::catalog::Catalog;
+use crate::normalize::Lexicon;
+
+/// Topics every shop's knowledge base must answer (issue 3).
+pub const REQUIRED_IDS: &[&str] = &[
+    "invoice", "payment_methods", "cash_on_delivery", "installments", "offline_payment",
+    "review_cashback", "discount", "authenticity", "restock", "size_advice", "dispatch_time",
+    "delivery_time", "courier", "free_shipping", "urge_shipping", "order_tracking",
+    "change_address", "cancel_order", "merge_order", "order_remark", "seven_day_return",
+    "return_howto", "return_shipping_fee", "refund_time", "exchange", "damaged_item",
+    "missing_item", "wrong_item", "quality_issue", "not_as_described", "late_delivery",
+    "service_hours", "contact", "greeting", "thanks",
+];
+
+/// Reply templates the code sends and therefore requires.
+pub const REQUIRED_TEMPLATES: &[&str] = &[
+    "clarify", "clarify_choice", "handoff", "empty", "too_long", "dispatch_made_to_order",
+    "dispatch_in_stock", "dispatch_no_stock", "stock_made_to_order", "stock_in", "stock_out",
+    "stock_out_all", "stock_list", "stock_across", "stock_line_in", "stock_line_out",
+    "free_shipping_yes", "free_shipping_no", "price", "material", "size_one_size", "size_chart",
+];
+
+/// Fewest example questions an entry may have.
+pub const MIN_EXAMPLES: usize = 8;
+
+/// Largest knowledge file read, so a stray binary dump is refused rather than parsed.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A stable entry id (`invoice`, `damaged_item`): lower-case ASCII, digits and `_`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct EntryId(String);
+
+impl EntryId {
+    /// Parses an id, refusing anything but `[a-z0-9_]+`.
+    pub fn parse(text: &str) -> Option<EntryId> {
+        let valid = !text.is_empty()
+            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        valid.then(|| EntryId(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the bot does when an entry matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Send the approved answer.
+    #[default]
+    Answer,
+    /// An after-sales case: start its dialog flow (until flows exist, send the first step).
+    Dialog,
+    /// Never answered by the bot: hand the chat to a person at once.
+    Handoff,
+}
+
+/// One topic of the knowledge base.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: EntryId,
+    pub title: String,
+    pub title_en: String,
+    pub policy: String,
+    pub source: String,
+    pub action: Action,
+    pub examples: Vec<String>,
+    pub keywords: Vec<String>,
+    /// Phrases that select this entry wherever they appear (handoff entries).
+    pub triggers: Vec<String>,
+    pub answer: String,
+    pub answer_en: String,
+    /// Where the entry was written, for diagnostics.
+    pub location: Location,
+}
+
+/// A file and 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+/// A problem found in the knowledge base, printed as `file:line: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub location: Location,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.location.file.display(), self.location.line, self.message)
+    }
+}
+
+/// A Chinese and an English text.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    pub zh: String,
+    pub en: String,
+}
+
+/// Everything under `knowledge/`.
+#[derive(Debug, Clone, Default)]
+pub struct KnowledgeBase {
+    pub entries: Vec<Entry>,
+    pub lexicon: Lexicon,
+    pub catalog: Catalog,
+    /// Bot messages that are not entry answers (clarify, handoff, product answers …).
+    pub templates: BTreeMap<String, Template>,
+}
+
+impl KnowledgeBase {
+    pub fn entry(&self, id: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.id.as_str() == id)
+    }
+
+    pub fn template(&self, name: &str) -> &Template {
+        // Required templates are validated at load, so a miss is a programming error.
+        self.templates
+            .get(name)
+            .unwrap_or_else(|| panic!("template {name} missing from a validated knowledge base"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryFile {
+    #[serde(default)]
+    entry: Vec<RawEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    id: toml::Spanned<String>,
+    title: String,
+    title_en: String,
+    policy: String,
+    source: String,
+    #[serde(default)]
+    action: Action,
+    examples: Vec<String>,
+    #[serde(default)]
+    keywords: Vec<String>,
+    #[serde(default)]
+    triggers: Vec<String>,
+    answer: String,
+    answer_en: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateFile {
+    #[serde(default)]
+    template: BTreeMap<String, Template>,
+}
+
+/// Reads every `*.toml` in `dir`: `lexicon.toml`, `catalog.toml`, `replies.toml` by name, the
+/// rest as entry files. Returns what could be read and every problem found.
+pub fn load_dir(dir: &Path) -> (KnowledgeBase, Vec<Diagnostic>) {
+    let mut knowledge_base = KnowledgeBase::default();
+    let mut diagnostics = Vec::new();
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(listing) => listing
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect(),
+        Err(error) => {
+            diagnostics.push(at(dir, 0, format!("cannot read the folder: {error}")));
+            return (knowledge_base, diagnostics);
+        }
+    };
+    paths.sort();
+    for path in paths {
+        let text = match read_text(&path) {
+            Ok(text) => text,
+            Err(message) => {
+                diagnostics.push(at(&path, 0, message));
+                continue;
+            }
+        };
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        match name {
+            "lexicon.toml" => match parse_toml::<Lexicon>(&path, &text) {
+                Ok(lexicon) => knowledge_base.lexicon = lexicon,
+                Err(d) => diagnostics.push(d),
+            },
+            "catalog.toml" => match crate::catalog::parse_str(&path, &text) {
+                Ok(catalog) => knowledge_base.catalog = catalog,
+                Err(d) => diagnostics.extend(d),
+            },
+            "replies.toml" => match parse_toml::<TemplateFile>(&path, &text) {
+                Ok(file) => knowledge_base.templates.extend(file.template),
+                Err(d) => diagnostics.push(d),
+            },
+            _ => match parse_str(&path, &text) {
+                Ok(entries) => knowledge_base.entries.extend(entries),
+                Err(d) => diagnostics.push(d),
+            },
+        }
+    }
+    diagnostics.extend(validate(&knowledge_base, dir));
+    (knowledge_base, diagnostics)
+}
+
+/// Reads a file as UTF-8 text, refusing huge, binary and non-UTF-8 files with a clear message.
+fn read_text(path: &Path) -> Result<String, String> {
+    let size = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(format!(
+            "file is {size} bytes, larger than the {MAX_FILE_BYTES}-byte limit for a knowledge file"
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.contains(&0) {
+        return Err("file is binary (contains NUL bytes), expected TOML text".into());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!("file is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to())
+    })
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, Diagnostic> {
+    toml::from_str(text).map_err(|error| {
+        let line = error.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+        at(path, line, error.message().to_string())
+    })
+}
+
+/// Parses one entry file.
+pub fn parse_str(path: &Path, text: &str) -> Result<Vec<Entry>, Diagnostic> {
+    let file: EntryFile = parse_toml(path, text)?;
+    let entries = file
+        .entry
+        .into_iter()
+        .map(|raw| {
+            let line = line_of(text, raw.id.span().start);
+            let id_text = raw.id.into_inner();
+            Entry {
+                // An invalid id is reported by `validate`; keep the entry so its other problems show.
+                id: EntryId::parse(&id_text).unwrap_or(EntryId(id_text)),
+                title: raw.title,
+                title_en: raw.title_en,
+                policy: raw.policy,
+                source: raw.source,
+                action: raw.action,
+                examples: raw.examples,
+                keywords: raw.keywords,
+                triggers: raw.triggers,
+                answer: raw.answer,
+                answer_en: raw.answer_en,
+                location: Location {
+                    file: path.to_path_buf(),
+                    line,
+                },
+            }
+        })
+        .collect();
+    Ok(entries)
+}
+
+/// Checks what a single file can't: ids unique and present, answers and examples filled in,
+/// templates present.
+pub fn validate(knowledge_base: &KnowledgeBase, dir: &Path) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    let mut seen = HashSet::new();
+    for entry in &knowledge_base.entries {
+        let here = |message: String| Diagnostic {
+            location: entry.location.clone(),
+            message,
+        };
+        let id = entry.id.as_str();
+        if EntryId::parse(id).is_none() {
+            diagnostics.push(here(format!("id \"{id}\" must be lower-case letters, digits and _")));
+        }
+        if !seen.insert(id) {
+            diagnostics.push(here(format!("duplicate id \"{id}\"")));
+        }
+        if entry.answer.trim().is_empty() || entry.answer_en.trim().is_empty() {
+            diagnostics.push(here(format!("entry \"{id}\" needs both answer and answer_en")));
+        }
+        if entry.examples.len() < MIN_EXAMPLES {
+            diagnostics.push(here(format!(
+                "entry \"{id}\" has {} example questions, needs at least {MIN_EXAMPLES}",
+                entry.examples.len()
+            )));
+        }
+        if entry.examples.iter().any(|e| e.trim().is_empty()) {
+            diagnostics.push(here(format!("entry \"{id}\" has an empty example question")));
+        }
+        if !entry.triggers.is_empty() && entry.action != Action::Handoff {
+            diagnostics.push(here(format!("entry \"{id}\": triggers are for handoff entries only")));
+        }
+    }
+    for required in REQUIRED_IDS {
+        if !seen.contains(required) {
+            diagnostics.push(at(dir, 0, format!("required entry \"{required}\" is missing")));
+        }
+    }
+    for required in REQUIRED_TEMPLATES {
+        if !knowledge_base.templates.contains_key(*required) {
+            let file = dir.join("replies.toml");
+            diagnostics.push(at(&file, 0, format!("required template \"{required}\" is missing")));
+        }
+    }
+    diagnostics
+}
+
+fn at(path: &Path, line: usize, message: String) -> Diagnostic {
+    Diagnostic {
+        location: Location {
+            file: path.to_path_buf(),
+            line,
+        },
+        message,
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}

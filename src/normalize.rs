@@ -1,0 +1,241 @@
+//! Text normalisation shared by indexing and queries: one function for both sides, so an
+//! example question and a buyer's question that differ only in form look the same.
+//!
+//! Steps: NFKC (full-width → half-width), lower case, traditional → simplified, colloquial
+//! forms → standard (from the lexicon), punctuation/emoji/control characters → space, filler
+//! particles dropped. Pure: the lexicon is data handed in, never read here.
+
+use std::collections::BTreeMap;
+
+use ferrous_opencc::{config::BuiltinConfig, OpenCC};
+use serde::Deserialize;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::{Error, Result};
+
+/// Word lists that shape normalisation and segmentation (`knowledge/lexicon.toml`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lexicon {
+    /// Shop words the segmenter must keep whole (包邮, 运费险 …).
+    #[serde(default)]
+    pub shop_words: Vec<String>,
+    /// Particles dropped before matching (亲, 呢, 吗 …); Chinese only.
+    #[serde(default)]
+    pub fillers: Vec<String>,
+    /// Colloquial or misspelt form → standard form. Chinese keys replace substrings,
+    /// ASCII keys replace whole words.
+    #[serde(default)]
+    pub slang: BTreeMap<String, String>,
+    /// Greetings dropped when a message says more than hello (你好, 在吗, hi …).
+    #[serde(default)]
+    pub greetings: Vec<String>,
+}
+
+/// The buyer's language, judged from the script of the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+/// Judges the language: English when Latin letters outnumber Chinese characters.
+pub fn detect_lang(text: &str) -> Lang {
+    let (mut cjk, mut latin) = (0usize, 0usize);
+    for c in text.chars() {
+        if is_cjk(c) {
+            cjk += 1;
+        } else if c.is_ascii_alphabetic() {
+            latin += 1;
+        }
+    }
+    // A Chinese character carries about as much as a three-letter word.
+    if latin > 3 * cjk {
+        Lang::En
+    } else {
+        Lang::Zh
+    }
+}
+
+/// True for the CJK ideographs the matcher treats character by character.
+pub fn is_cjk(c: char) -> bool {
+    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F)
+}
+
+/// Normalises text for matching. Built once; cheap to share.
+pub struct Normalizer {
+    converter: OpenCC,
+    /// Chinese slang sorted longest first, so 肿么办 wins over 肿么.
+    zh_slang: Vec<(String, String)>,
+    en_slang: BTreeMap<String, String>,
+    fillers: Vec<String>,
+    greetings: Vec<String>,
+}
+
+impl Normalizer {
+    /// Builds a normaliser over `lexicon`.
+    pub fn new(lexicon: &Lexicon) -> Result<Self> {
+        let converter = OpenCC::from_config(BuiltinConfig::T2s)
+            .map_err(|e| Error::Converter(e.to_string()))?;
+        let mut zh_slang: Vec<(String, String)> = Vec::new();
+        let mut en_slang = BTreeMap::new();
+        for (from, to) in &lexicon.slang {
+            let (from, to) = (fold(from), fold(to));
+            if from.is_ascii() {
+                en_slang.insert(from, to);
+            } else {
+                zh_slang.push((from, to));
+            }
+        }
+        zh_slang.sort_by_key(|(from, _)| std::cmp::Reverse(from.chars().count()));
+        let mut fillers: Vec<String> = lexicon.fillers.iter().map(|f| fold(f)).collect();
+        fillers.sort_by_key(|f| std::cmp::Reverse(f.chars().count()));
+        let mut greetings: Vec<String> = lexicon.greetings.iter().map(|g| fold(g)).collect();
+        greetings.sort_by_key(|g| std::cmp::Reverse(g.chars().count()));
+        Ok(Normalizer {
+            converter,
+            zh_slang,
+            en_slang,
+            fillers,
+            greetings,
+        })
+    }
+
+    /// Returns the matching form of `text`: simplified, lower case, words separated by
+    /// single spaces, no punctuation, no fillers. May be empty.
+    pub fn normalize(&self, text: &str) -> String {
+        let folded = fold(text);
+        let simplified = if folded.chars().any(is_cjk) {
+            self.converter.convert(&folded)
+        } else {
+            folded
+        };
+        let mut text = simplified;
+        for (from, to) in &self.zh_slang {
+            if text.contains(from.as_str()) {
+                text = text.replace(from.as_str(), to);
+            }
+        }
+        let mut without_greetings = text.clone();
+        for greeting in &self.greetings {
+            without_greetings = remove_phrase(&without_greetings, greeting);
+        }
+        let mut cleaned = self.drop_fillers(&without_greetings);
+        if cleaned.trim().is_empty() {
+            // Only a greeting: keep it, it is what the buyer said.
+            cleaned = self.drop_fillers(&text);
+        }
+        let mut out = String::with_capacity(cleaned.len());
+        for word in cleaned.split_whitespace() {
+            let word = self.en_slang.get(word).map(String::as_str).unwrap_or(word);
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
+        out
+    }
+
+    fn drop_fillers(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for filler in &self.fillers {
+            if text.contains(filler.as_str()) {
+                text = text.replace(filler.as_str(), " ");
+            }
+        }
+        text
+    }
+}
+
+/// True when `phrase` occurs in `text`; an ASCII phrase only as whole words ("hi" in
+/// "hi there", not in "shipping").
+pub fn contains_phrase(text: &str, phrase: &str) -> bool {
+    if phrase.is_ascii() {
+        let words = format!(" {} ", text.split_whitespace().collect::<Vec<_>>().join(" "));
+        words.contains(&format!(" {phrase} "))
+    } else {
+        text.contains(phrase)
+    }
+}
+
+/// Removes every occurrence of `phrase` (whole words for ASCII phrases).
+fn remove_phrase(text: &str, phrase: &str) -> String {
+    if phrase.is_empty() || !contains_phrase(text, phrase) {
+        return text.to_string();
+    }
+    if phrase.is_ascii() {
+        let words = format!(" {} ", text.split_whitespace().collect::<Vec<_>>().join(" "));
+        words.replace(&format!(" {phrase} "), "  ")
+    } else {
+        text.replace(phrase, " ")
+    }
+}
+
+/// NFKC, lower case, and everything that is neither a letter nor a digit turned into a space.
+/// Apostrophes inside English words are dropped (don't → dont) so they stay one word.
+fn fold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.nfkc() {
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else if c == '\'' || c == '’' {
+            // Keep English contractions whole.
+        } else {
+            out.push(' ');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normalizer() -> Normalizer {
+        let lexicon = Lexicon {
+            shop_words: vec![],
+            fillers: vec!["亲".into(), "吗".into(), "呢".into(), "啊".into()],
+            slang: [("肿么".to_string(), "怎么".to_string()), ("u".into(), "you".into())]
+                .into_iter()
+                .collect(),
+            greetings: vec!["你好".into(), "在吗".into(), "hi".into()],
+        };
+        Normalizer::new(&lexicon).unwrap()
+    }
+
+    #[track_caller]
+    fn check(input: &str, expect: &str) {
+        assert_eq!(normalizer().normalize(input), expect);
+    }
+
+    #[test]
+    fn full_width_traditional_and_particles_fold_to_one_form() {
+        check("親，能開發票嗎？", "能开发票");
+        check("ＣＡＮ　Ｕ SHIP", "can you ship");
+        check("肿么退货呢😀😀", "怎么退货");
+        check("don't  ship!!!", "dont ship");
+    }
+
+    #[test]
+    fn a_greeting_is_dropped_only_when_the_message_says_more() {
+        check("你好，在吗？能开发票吗", "能开发票");
+        check("在吗", "在");
+        check("hi, do you ship today", "do you ship today");
+        check("hi", "hi");
+        check("shipping hi", "shipping");
+    }
+
+    #[test]
+    fn control_characters_and_symbols_become_nothing() {
+        check("\u{0}\u{7}发票\u{1b}[31m", "发票 31m");
+        check("   ", "");
+    }
+
+    #[test]
+    fn language_follows_the_script() {
+        assert_eq!(detect_lang("can I get an invoice"), Lang::En);
+        assert_eq!(detect_lang("能开发票吗 invoice"), Lang::Zh);
+        assert_eq!(detect_lang("T恤红色M码"), Lang::Zh);
+    }
+}
