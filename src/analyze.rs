@@ -157,7 +157,12 @@ mod tests {
     #[test]
     fn sound_alike_typos_share_sound_bigrams() {
         let analyzer = analyzer();
-        for (typo, word) in [("发漂", "发票"), ("包由", "包邮"), ("花被", "花呗"), ("尺吗", "尺码")] {
+        for (typo, word) in [
+            ("发漂", "发票"),
+            ("包由", "包邮"),
+            ("花被", "花呗"),
+            ("尺吗", "尺码"),
+        ] {
             assert_eq!(
                 analyzer.analyze(typo).sound_bigrams,
                 analyzer.analyze(word).sound_bigrams,

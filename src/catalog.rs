@@ -88,7 +88,11 @@ impl Product {
 
     /// The English name of a Chinese colour name.
     pub fn color_en<'a>(&'a self, zh: &'a str) -> &'a str {
-        self.colors.iter().find(|c| c.zh == zh).map(|c| c.en.as_str()).unwrap_or(zh)
+        self.colors
+            .iter()
+            .find(|c| c.zh == zh)
+            .map(|c| c.en.as_str())
+            .unwrap_or(zh)
     }
 }
 
@@ -100,16 +104,92 @@ pub struct Catalog {
     pub product: Vec<Product>,
 }
 
+/// Stands product names, colours, sizes and numbers in for placeholders, so the matcher
+/// reads "这款羊毛鞋多久发货" and "这款T恤多久发货" alike and an example written about one
+/// product serves them all. Applied to example questions and buyer questions alike.
+#[derive(Debug, Clone, Default)]
+pub struct Masker {
+    /// (normalised phrase, placeholder), longest phrase first.
+    phrases: Vec<(String, &'static str)>,
+}
+
+/// What a product name becomes.
+pub const PRODUCT_PLACEHOLDER: &str = "商品";
+const COLOR_PLACEHOLDER: &str = "颜色";
+const SIZE_PLACEHOLDER: &str = "尺码";
+
+impl Masker {
+    /// Collects every product name, alias, colour and size of `catalog`, normalised by `normalize`.
+    pub fn new(catalog: &Catalog, normalize: impl Fn(&str) -> String) -> Masker {
+        let mut phrases = Vec::new();
+        for product in &catalog.product {
+            for name in product
+                .aliases
+                .iter()
+                .chain([&product.name, &product.name_en])
+            {
+                phrases.push((normalize(name), PRODUCT_PLACEHOLDER));
+            }
+            for color in &product.colors {
+                phrases.push((normalize(&color.zh), COLOR_PLACEHOLDER));
+                phrases.push((normalize(&color.en), COLOR_PLACEHOLDER));
+            }
+            for size in &product.sizes {
+                phrases.push((normalize(size), SIZE_PLACEHOLDER));
+            }
+        }
+        phrases.retain(|(phrase, _)| !phrase.is_empty());
+        phrases.sort_by(|a, b| {
+            b.0.chars()
+                .count()
+                .cmp(&a.0.chars().count())
+                .then(a.0.cmp(&b.0))
+        });
+        phrases.dedup_by(|a, b| a.0 == b.0);
+        Masker { phrases }
+    }
+
+    /// Replaces what the catalog names; numbers become 0.
+    pub fn mask(&self, normalized: &str) -> String {
+        let mut text = normalized.to_string();
+        for (phrase, placeholder) in &self.phrases {
+            // Cheap first test: most phrases' first character is nowhere in a short question.
+            let first = phrase.chars().next().unwrap_or(' ');
+            if text.contains(first) {
+                text = crate::normalize::replace_phrase(&text, phrase, placeholder);
+            }
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut in_number = false;
+        for c in text.chars() {
+            if c.is_ascii_digit() {
+                if !in_number {
+                    out.push_str(" 0 ");
+                }
+                in_number = true;
+            } else {
+                in_number = false;
+                out.push(c);
+            }
+        }
+        out.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
 /// 红色 is named by 红色 or 红; red by the English word.
 fn mentions_color(normalized: &str, color: &Color) -> bool {
     let short = color.zh.trim_end_matches('色');
     (!short.is_empty() && normalized.contains(short))
-        || ascii_words(normalized).iter().any(|w| w.eq_ignore_ascii_case(&color.en))
+        || ascii_words(normalized)
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case(&color.en))
 }
 
 /// Runs of ASCII letters and digits: where sizes (M, XL, 38) and English words live.
 pub fn ascii_words(text: &str) -> Vec<&str> {
-    text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect()
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect()
 }
 
 /// Parses `catalog.toml` and checks each product's variants are consistent.
@@ -184,7 +264,10 @@ stock = { "红色/M" = 3, "白色/L" = 0 }
         assert_eq!(variant.color.as_deref(), Some("红色"));
         assert_eq!(variant.size.as_deref(), Some("M"));
         assert_eq!(tshirt.stock_of("红色", Some("M")), Some(3));
-        assert_eq!(tshirt.variant_in("do you have white in l").color.as_deref(), Some("白色"));
+        assert_eq!(
+            tshirt.variant_in("do you have white in l").color.as_deref(),
+            Some("白色")
+        );
     }
 
     #[test]

@@ -24,7 +24,11 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { answer: 0.55, clarify: 0.40, margin: 0.06 }
+        Thresholds {
+            answer: 0.2,
+            clarify: 0.2,
+            margin: 0.05,
+        }
     }
 }
 
@@ -39,7 +43,10 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { kb: PathBuf::from("knowledge"), thresholds: Thresholds::default() }
+        Settings {
+            kb: PathBuf::from("knowledge"),
+            thresholds: Thresholds::default(),
+        }
     }
 }
 
@@ -50,7 +57,12 @@ impl Settings {
             Ok(text) => toml::from_str(&text)
                 .map_err(|e| Error::Config(format!("{}: {}", file.display(), e.message())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
-            Err(source) => return Err(Error::Io { path: file.to_path_buf(), source }),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: file.to_path_buf(),
+                    source,
+                })
+            }
         };
         if let Ok(kb) = std::env::var("XIAOER_KB") {
             settings.kb = PathBuf::from(kb);
@@ -61,7 +73,9 @@ impl Settings {
             ("XIAOER_MARGIN", &mut settings.thresholds.margin),
         ] {
             if let Ok(value) = std::env::var(name) {
-                *slot = value.parse().map_err(|_| Error::Config(format!("{name}={value} is not a number")))?;
+                *slot = value
+                    .parse()
+                    .map_err(|_| Error::Config(format!("{name}={value} is not a number")))?;
             }
         }
         Ok(settings)

@@ -44,6 +44,60 @@ pub struct Considered {
     pub score: f32,
 }
 
+/// What the matcher's ranking calls for, before any text is rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Answer with this entry (index into the knowledge base's entries).
+    Answer(usize),
+    /// Ask which of these entries was meant.
+    Clarify(Vec<usize>),
+    Handoff,
+}
+
+/// How sure the bot is of its best topic, in [0, 1]: the model's probability, discounted
+/// when a runner-up is close (a tie means "ask", not "guess").
+pub fn confidence(ranking: &Ranking, thresholds: &Thresholds) -> f32 {
+    let Some(best) = ranking.best() else {
+        return 0.0;
+    };
+    if ranking.triggered {
+        return 1.0;
+    }
+    let tie = (thresholds.margin - ranking.margin()).max(0.0) / thresholds.margin.max(1e-6);
+    (best.score * (1.0 - 0.5 * tie)).clamp(0.0, 1.0)
+}
+
+/// Answer when confident; offer the close topics when the best is plausible but unsure;
+/// otherwise hand off. Handoff entries are never offered as choices.
+pub fn decide(
+    ranking: &Ranking,
+    knowledge_base: &KnowledgeBase,
+    thresholds: &Thresholds,
+) -> Verdict {
+    let Some(best) = ranking.best() else {
+        return Verdict::Handoff;
+    };
+    if ranking.triggered || confidence(ranking, thresholds) >= thresholds.answer {
+        return Verdict::Answer(best.entry);
+    }
+    if best.score < thresholds.clarify {
+        return Verdict::Handoff;
+    }
+    let choices: Vec<usize> = ranking
+        .candidates
+        .iter()
+        .filter(|c| c.score >= thresholds.clarify.min(best.score / 2.0))
+        .filter(|c| knowledge_base.entries[c.entry].action != Action::Handoff)
+        .map(|c| c.entry)
+        .take(CLARIFY_CHOICES)
+        .collect();
+    if choices.is_empty() {
+        Verdict::Handoff
+    } else {
+        Verdict::Clarify(choices)
+    }
+}
+
 /// The bot's reply to one message, with what led to it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reply {
@@ -106,12 +160,24 @@ impl Engine {
             .product
             .iter()
             .enumerate()
-            .flat_map(|(i, p)| p.aliases.iter().chain([&p.name, &p.name_en]).map(move |n| (n, i)))
+            .flat_map(|(i, p)| {
+                p.aliases
+                    .iter()
+                    .chain([&p.name, &p.name_en])
+                    .map(move |n| (n, i))
+            })
             .map(|(name, i)| (normalizer.normalize(name), i))
             .filter(|(name, _)| !name.is_empty())
             .collect();
         product_names.sort_by_key(|(name, _)| std::cmp::Reverse(name.chars().count()));
-        Ok(Engine { knowledge_base, normalizer, analyzer, matcher, product_names, thresholds })
+        Ok(Engine {
+            knowledge_base,
+            normalizer,
+            analyzer,
+            matcher,
+            product_names,
+            thresholds,
+        })
     }
 
     pub fn knowledge_base(&self) -> &KnowledgeBase {
@@ -125,17 +191,36 @@ impl Engine {
     /// Scores question pairs with the matcher's own similarity. Term weights come from the
     /// questions given (each one a document), so common words of that corpus count little.
     pub fn similarity_scores(&self, pairs: &[(String, String)]) -> Vec<f32> {
+        self.similarity_parts(pairs)
+            .iter()
+            .map(similarity::Parts::blend)
+            .collect()
+    }
+
+    /// The overlap parts behind `similarity_scores` (for fitting the pair model).
+    pub fn similarity_parts(&self, pairs: &[(String, String)]) -> Vec<similarity::Parts> {
         let prepare = |text: &str| {
             let normalized = self.normalizer.normalize(text);
             let analysis = self.analyzer.analyze(&normalized);
             (normalized, analysis)
         };
-        let prepared: Vec<_> = pairs.iter().map(|(a, b)| (prepare(a), prepare(b))).collect();
-        let weights = Weights::from_documents(prepared.iter().flat_map(|(a, b)| [vec![&a.1], vec![&b.1]]));
+        let prepared: Vec<_> = pairs
+            .iter()
+            .map(|(a, b)| (prepare(a), prepare(b)))
+            .collect();
+        let weights =
+            Weights::from_documents(prepared.iter().flat_map(|(a, b)| [vec![&a.1], vec![&b.1]]));
         prepared
             .iter()
-            .map(|((na, aa), (nb, ab))| similarity::score(&weights.features(na, aa), &weights.features(nb, ab)))
+            .map(|((na, aa), (nb, ab))| {
+                similarity::parts(&weights.features(na, aa), &weights.features(nb, ab))
+            })
             .collect()
+    }
+
+    /// The matcher's ranking for a message (for tuning tools and diagnostics).
+    pub fn rank(&self, text: &str) -> Ranking {
+        self.matcher.find(&self.normalizer.normalize(text))
     }
 
     /// Answers a single message with no conversation around it.
@@ -166,29 +251,25 @@ impl Engine {
             .candidates
             .iter()
             .take(CLARIFY_CHOICES)
-            .map(|c| Considered { topic: self.knowledge_base.entries[c.entry].id.clone(), score: c.score })
+            .map(|c| Considered {
+                topic: self.knowledge_base.entries[c.entry].id.clone(),
+                score: c.score,
+            })
             .collect();
-        let confidence = self.confidence(&ranking);
-        let Some(best) = ranking.best() else {
-            return self.handoff(confidence, candidates, lang);
-        };
-        if confidence >= self.thresholds.answer || ranking.triggered {
-            context.choices.clear();
-            let entry = self.knowledge_base.entries[best.entry].id.clone();
-            return self.reply_with(entry, confidence, candidates, &normalized, lang, context);
-        }
-        if best.score >= self.thresholds.clarify {
-            let choices: Vec<&Entry> = ranking
-                .candidates
-                .iter()
-                .filter(|c| c.score >= self.thresholds.clarify - self.thresholds.margin)
-                .take(CLARIFY_CHOICES)
-                .map(|c| &self.knowledge_base.entries[c.entry])
-                .filter(|e| e.action != Action::Handoff)
-                .collect();
-            if !choices.is_empty() {
+        let confidence = confidence(&ranking, &self.thresholds);
+        match decide(&ranking, &self.knowledge_base, &self.thresholds) {
+            Verdict::Answer(entry) => {
+                context.choices.clear();
+                let topic = self.knowledge_base.entries[entry].id.clone();
+                self.reply_with(topic, confidence, candidates, &normalized, lang, context)
+            }
+            Verdict::Clarify(choices) => {
+                let choices: Vec<&Entry> = choices
+                    .iter()
+                    .map(|&i| &self.knowledge_base.entries[i])
+                    .collect();
                 context.choices = choices.iter().map(|e| e.id.clone()).collect();
-                return Reply {
+                Reply {
                     action: Decision::Clarify,
                     topic: None,
                     confidence,
@@ -196,21 +277,10 @@ impl Engine {
                     reply: reply::clarify(&self.knowledge_base, &choices, lang),
                     lang,
                     choices: context.choices.clone(),
-                };
+                }
             }
+            Verdict::Handoff => self.handoff(confidence, candidates, lang),
         }
-        self.handoff(confidence, candidates, lang)
-    }
-
-    /// How sure the bot is of its best topic, in [0, 1]: its similarity, discounted when a
-    /// runner-up is close (a tie means "ask", not "guess").
-    pub fn confidence(&self, ranking: &Ranking) -> f32 {
-        let Some(best) = ranking.best() else { return 0.0 };
-        if ranking.triggered {
-            return 1.0;
-        }
-        let tie = (self.thresholds.margin - ranking.margin()).max(0.0) / self.thresholds.margin.max(1e-6);
-        (best.score * (1.0 - 0.5 * tie)).clamp(0.0, 1.0)
     }
 
     fn reply_with(
@@ -222,13 +292,22 @@ impl Engine {
         lang: Lang,
         context: &Context,
     ) -> Reply {
-        let entry = self.knowledge_base.entry(topic.as_str()).expect("topic comes from this knowledge base");
-        let product = self.product_named(normalized).or_else(|| self.product_by_id(context.product.as_deref()));
+        let entry = self
+            .knowledge_base
+            .entry(topic.as_str())
+            .expect("topic comes from this knowledge base");
+        let product = self
+            .product_named(normalized)
+            .or_else(|| self.product_by_id(context.product.as_deref()));
         let text = match entry.action {
-            Action::Answer => {
-                reply::product_answer(&self.knowledge_base, topic.as_str(), product, normalized, lang)
-                    .unwrap_or_else(|| reply::answer(entry, lang))
-            }
+            Action::Answer => reply::product_answer(
+                &self.knowledge_base,
+                topic.as_str(),
+                product,
+                normalized,
+                lang,
+            )
+            .unwrap_or_else(|| reply::answer(entry, lang)),
             Action::Dialog | Action::Handoff => reply::answer(entry, lang),
         };
         let action = match entry.action {
@@ -236,27 +315,58 @@ impl Engine {
             Action::Dialog => Decision::Dialog,
             Action::Handoff => Decision::Handoff,
         };
-        Reply { action, topic: Some(topic), confidence, candidates, reply: text, lang, choices: Vec::new() }
+        Reply {
+            action,
+            topic: Some(topic),
+            confidence,
+            candidates,
+            reply: text,
+            lang,
+            choices: Vec::new(),
+        }
     }
 
     fn handoff(&self, confidence: f32, candidates: Vec<Considered>, lang: Lang) -> Reply {
         let text = reply::template(&self.knowledge_base, "handoff", lang, &[]);
-        Reply { action: Decision::Handoff, topic: None, confidence, candidates, reply: text, lang, choices: Vec::new() }
+        Reply {
+            action: Decision::Handoff,
+            topic: None,
+            confidence,
+            candidates,
+            reply: text,
+            lang,
+            choices: Vec::new(),
+        }
     }
 
     fn system_reply(&self, action: Decision, template: &str, lang: Lang) -> Reply {
         let text = reply::template(&self.knowledge_base, template, lang, &[]);
-        Reply { action, topic: None, confidence: 0.0, candidates: Vec::new(), reply: text, lang, choices: Vec::new() }
+        Reply {
+            action,
+            topic: None,
+            confidence: 0.0,
+            candidates: Vec::new(),
+            reply: text,
+            lang,
+            choices: Vec::new(),
+        }
     }
 
     /// The product a normalised message names, by its longest alias.
     fn product_named(&self, normalized: &str) -> Option<&Product> {
-        let (_, index) = self.product_names.iter().find(|(name, _)| contains_phrase(normalized, name))?;
+        let (_, index) = self
+            .product_names
+            .iter()
+            .find(|(name, _)| contains_phrase(normalized, name))?;
         self.knowledge_base.catalog.product.get(*index)
     }
 
     fn product_by_id(&self, id: Option<&str>) -> Option<&Product> {
-        self.knowledge_base.catalog.product.iter().find(|p| Some(p.id.as_str()) == id)
+        self.knowledge_base
+            .catalog
+            .product
+            .iter()
+            .find(|p| Some(p.id.as_str()) == id)
     }
 
     /// The topic a buyer picked from a clarify question: "2", "第二个", "second", or its title.
@@ -276,10 +386,15 @@ impl Engine {
                 return choices.get(i).cloned();
             }
         }
-        choices.iter().find(|id| {
-            self.knowledge_base.entry(id.as_str()).is_some_and(|e| {
-                [&e.title, &e.title_en].iter().any(|t| self.normalizer.normalize(t) == normalized)
+        choices
+            .iter()
+            .find(|id| {
+                self.knowledge_base.entry(id.as_str()).is_some_and(|e| {
+                    [&e.title, &e.title_en]
+                        .iter()
+                        .any(|t| self.normalizer.normalize(t) == normalized)
+                })
             })
-        }).cloned()
+            .cloned()
     }
 }

@@ -100,7 +100,11 @@ impl Report {
     pub fn add(&mut self, case: &Case, reply: &Reply) {
         self.cases += 1;
         let answered = matches!(reply.action, Decision::Answer | Decision::Dialog);
-        let correct = answered && reply.topic.as_ref().is_some_and(|t| case.accepts(t.as_str()));
+        let correct = answered
+            && reply
+                .topic
+                .as_ref()
+                .is_some_and(|t| case.accepts(t.as_str()));
         if case.expects_handoff() {
             self.handoff_expected += 1;
             if reply.action == Decision::Handoff {
@@ -121,7 +125,11 @@ impl Report {
         if reply.action == Decision::Clarify {
             self.clarified += 1;
         }
-        let ok = if case.expects_handoff() { reply.action == Decision::Handoff } else { correct };
+        let ok = if case.expects_handoff() {
+            reply.action == Decision::Handoff
+        } else {
+            correct
+        };
         if !ok {
             self.misses.push(Miss {
                 text: case.text.clone(),
@@ -148,7 +156,8 @@ mod tests {
 
     #[test]
     fn bad_lines_are_named_and_good_ones_kept() {
-        let (cases, problems) = parse_cases("{\"text\":\"a\",\"expect\":\"invoice\"}\nnot json\n\n{\"text\":1}\n");
+        let (cases, problems) =
+            parse_cases("{\"text\":\"a\",\"expect\":\"invoice\"}\nnot json\n\n{\"text\":1}\n");
         assert_eq!(cases.len(), 1);
         assert_eq!(problems.len(), 2);
         assert!(problems[0].starts_with("line 2:"), "{problems:?}");

@@ -16,21 +16,67 @@ use crate::normalize::Lexicon;
 
 /// Topics every shop's knowledge base must answer (issue 3).
 pub const REQUIRED_IDS: &[&str] = &[
-    "invoice", "payment_methods", "cash_on_delivery", "installments", "offline_payment",
-    "review_cashback", "discount", "authenticity", "restock", "size_advice", "dispatch_time",
-    "delivery_time", "courier", "free_shipping", "urge_shipping", "order_tracking",
-    "change_address", "cancel_order", "merge_order", "order_remark", "seven_day_return",
-    "return_howto", "return_shipping_fee", "refund_time", "exchange", "damaged_item",
-    "missing_item", "wrong_item", "quality_issue", "not_as_described", "late_delivery",
-    "service_hours", "contact", "greeting", "thanks",
+    "invoice",
+    "payment_methods",
+    "cash_on_delivery",
+    "installments",
+    "offline_payment",
+    "review_cashback",
+    "discount",
+    "authenticity",
+    "restock",
+    "size_advice",
+    "dispatch_time",
+    "delivery_time",
+    "courier",
+    "free_shipping",
+    "urge_shipping",
+    "order_tracking",
+    "change_address",
+    "cancel_order",
+    "merge_order",
+    "order_remark",
+    "seven_day_return",
+    "return_howto",
+    "return_shipping_fee",
+    "refund_time",
+    "exchange",
+    "damaged_item",
+    "missing_item",
+    "wrong_item",
+    "quality_issue",
+    "not_as_described",
+    "late_delivery",
+    "service_hours",
+    "contact",
+    "greeting",
+    "thanks",
 ];
 
 /// Reply templates the code sends and therefore requires.
 pub const REQUIRED_TEMPLATES: &[&str] = &[
-    "clarify", "clarify_choice", "handoff", "empty", "too_long", "dispatch_made_to_order",
-    "dispatch_in_stock", "dispatch_no_stock", "stock_made_to_order", "stock_in", "stock_out",
-    "stock_out_all", "stock_list", "stock_across", "stock_line_in", "stock_line_out",
-    "free_shipping_yes", "free_shipping_no", "price", "material", "size_one_size", "size_chart",
+    "clarify",
+    "clarify_choice",
+    "handoff",
+    "empty",
+    "too_long",
+    "dispatch_made_to_order",
+    "dispatch_in_stock",
+    "dispatch_no_stock",
+    "stock_made_to_order",
+    "stock_in",
+    "stock_out",
+    "stock_out_all",
+    "stock_list",
+    "stock_across",
+    "stock_line_in",
+    "stock_line_out",
+    "free_shipping_yes",
+    "free_shipping_no",
+    "price",
+    "material",
+    "size_one_size",
+    "size_chart",
 ];
 
 /// Fewest example questions an entry may have.
@@ -48,7 +94,9 @@ impl EntryId {
     /// Parses an id, refusing anything but `[a-z0-9_]+`.
     pub fn parse(text: &str) -> Option<EntryId> {
         let valid = !text.is_empty()
-            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         valid.then(|| EntryId(text.to_string()))
     }
 
@@ -111,7 +159,13 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.location.file.display(), self.location.line, self.message)
+        write!(
+            f,
+            "{}:{}: {}",
+            self.location.file.display(),
+            self.location.line,
+            self.message
+        )
     }
 }
 
@@ -203,7 +257,10 @@ pub fn load_dir(dir: &Path) -> (KnowledgeBase, Vec<Diagnostic>) {
                 continue;
             }
         };
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         match name {
             "lexicon.toml" => match parse_toml::<Lexicon>(&path, &text) {
                 Ok(lexicon) => knowledge_base.lexicon = lexicon,
@@ -229,7 +286,9 @@ pub fn load_dir(dir: &Path) -> (KnowledgeBase, Vec<Diagnostic>) {
 
 /// Reads a file as UTF-8 text, refusing huge, binary and non-UTF-8 files with a clear message.
 fn read_text(path: &Path) -> Result<String, String> {
-    let size = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?.len();
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read: {e}"))?
+        .len();
     if size > MAX_FILE_BYTES {
         return Err(format!(
             "file is {size} bytes, larger than the {MAX_FILE_BYTES}-byte limit for a knowledge file"
@@ -240,7 +299,10 @@ fn read_text(path: &Path) -> Result<String, String> {
         return Err("file is binary (contains NUL bytes), expected TOML text".into());
     }
     String::from_utf8(bytes).map_err(|e| {
-        format!("file is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to())
+        format!(
+            "file is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
     })
 }
 
@@ -295,13 +357,17 @@ pub fn validate(knowledge_base: &KnowledgeBase, dir: &Path) -> Vec<Diagnostic> {
         };
         let id = entry.id.as_str();
         if EntryId::parse(id).is_none() {
-            diagnostics.push(here(format!("id \"{id}\" must be lower-case letters, digits and _")));
+            diagnostics.push(here(format!(
+                "id \"{id}\" must be lower-case letters, digits and _"
+            )));
         }
         if !seen.insert(id) {
             diagnostics.push(here(format!("duplicate id \"{id}\"")));
         }
         if entry.answer.trim().is_empty() || entry.answer_en.trim().is_empty() {
-            diagnostics.push(here(format!("entry \"{id}\" needs both answer and answer_en")));
+            diagnostics.push(here(format!(
+                "entry \"{id}\" needs both answer and answer_en"
+            )));
         }
         if entry.examples.len() < MIN_EXAMPLES {
             diagnostics.push(here(format!(
@@ -310,21 +376,33 @@ pub fn validate(knowledge_base: &KnowledgeBase, dir: &Path) -> Vec<Diagnostic> {
             )));
         }
         if entry.examples.iter().any(|e| e.trim().is_empty()) {
-            diagnostics.push(here(format!("entry \"{id}\" has an empty example question")));
+            diagnostics.push(here(format!(
+                "entry \"{id}\" has an empty example question"
+            )));
         }
         if !entry.triggers.is_empty() && entry.action != Action::Handoff {
-            diagnostics.push(here(format!("entry \"{id}\": triggers are for handoff entries only")));
+            diagnostics.push(here(format!(
+                "entry \"{id}\": triggers are for handoff entries only"
+            )));
         }
     }
     for required in REQUIRED_IDS {
         if !seen.contains(required) {
-            diagnostics.push(at(dir, 0, format!("required entry \"{required}\" is missing")));
+            diagnostics.push(at(
+                dir,
+                0,
+                format!("required entry \"{required}\" is missing"),
+            ));
         }
     }
     for required in REQUIRED_TEMPLATES {
         if !knowledge_base.templates.contains_key(*required) {
             let file = dir.join("replies.toml");
-            diagnostics.push(at(&file, 0, format!("required template \"{required}\" is missing")));
+            diagnostics.push(at(
+                &file,
+                0,
+                format!("required template \"{required}\" is missing"),
+            ));
         }
     }
     diagnostics
@@ -342,5 +420,9 @@ fn at(path: &Path, line: usize, message: String) -> Diagnostic {
 
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }

@@ -12,7 +12,11 @@ use xiaoer::config::Settings;
 use xiaoer::engine::Engine;
 
 #[derive(Parser)]
-#[command(name = "xiaoer", version, about = "店小二 — a customer-service bot for online shops")]
+#[command(
+    name = "xiaoer",
+    version,
+    about = "店小二 — a customer-service bot for online shops"
+)]
 struct Cli {
     /// Knowledge base folder (default: knowledge/, or `kb` in xiaoer.toml, or XIAOER_KB).
     #[arg(long, global = true)]
@@ -79,13 +83,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(kb) = cli.kb {
         settings.kb = kb;
     }
-    let load = || Engine::load(&settings.kb, settings.thresholds).context("loading the knowledge base");
+    let load =
+        || Engine::load(&settings.kb, settings.thresholds).context("loading the knowledge base");
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     match cli.command {
-        Command::Ask { question: Some(question), json: false } => cli::ask_one(&load()?, &question),
-        Command::Ask { question: None, json: true } => cli::ask_json(&load()?, stdin.lock(), stdout.lock())?,
-        Command::Ask { .. } => anyhow::bail!("give a question, or --json to read questions from stdin"),
+        Command::Ask {
+            question: Some(question),
+            json: false,
+        } => cli::ask_one(&load()?, &question),
+        Command::Ask {
+            question: None,
+            json: true,
+        } => cli::ask_json(&load()?, stdin.lock(), stdout.lock())?,
+        Command::Ask { .. } => {
+            anyhow::bail!("give a question, or --json to read questions from stdin")
+        }
         Command::Chat => {
             let interactive = stdin.is_terminal();
             cli::chat(&load()?, stdin.lock(), stdout.lock(), interactive)?
@@ -94,7 +107,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval { file, split } => {
             cli::eval(&load()?, &file, split.as_deref(), stdout.lock())?;
         }
-        Command::Kb { command: KbCommand::Check { dir, json } } => {
+        Command::Kb {
+            command: KbCommand::Check { dir, json },
+        } => {
             let dir = dir.unwrap_or(settings.kb);
             if !cli::kb_check(&dir, json, stdout.lock())? {
                 return Ok(ExitCode::FAILURE);

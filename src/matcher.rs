@@ -6,6 +6,8 @@
 //! Queries are built term by term from the same analyzer the index uses (tantivy's
 //! QueryParser would turn a run of Chinese into a phrase query).
 
+use std::collections::HashMap;
+
 use tantivy::collector::TopDocs;
 use tantivy::columnar::Column;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
@@ -14,9 +16,10 @@ use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 use tantivy::{Index, IndexReader, TantivyDocument, Term};
 
 use crate::analyze::{Analysis, Analyzer};
+use crate::catalog::Masker;
 use crate::knowledge::KnowledgeBase;
 use crate::normalize::{contains_phrase, Normalizer};
-use crate::similarity::{self, Features, Weights};
+use crate::similarity::{self, Features, Vocabulary, Weights};
 use crate::Result;
 
 const TOKENIZER: &str = "xiaoer";
@@ -25,13 +28,75 @@ const RETRIEVE: usize = 40;
 /// Entries returned, best first.
 const KEEP: usize = 5;
 
+/// The model that turns evidence into probabilities: a conditional logit over the candidate
+/// entries plus a "none of them" option, so a candidate's probability reflects both its own
+/// evidence and its lead over the others. Fitted on the tuning split by
+/// `cargo run --release --example fit`; the held-out split is never used for it.
+const MODEL_NONE: f32 = 12.818;
+const MODEL_WEIGHTS: [f32; FEATURES] = [0.192, 4.547, 2.266, 1.903, 4.225, 0.150];
+/// Number of evidence features the model reads.
+pub const FEATURES: usize = 6;
+
+/// The model's utility of one candidate's evidence.
+pub fn utility(features: &[f32; FEATURES], weights: &[f32; FEATURES]) -> f32 {
+    features.iter().zip(weights).map(|(x, w)| x * w).sum()
+}
+
+/// Probabilities of each utility against the others and the "none" option.
+pub fn probabilities(utilities: &[f32], none: f32) -> Vec<f32> {
+    let top = utilities.iter().copied().fold(none, f32::max);
+    let none_term = (none - top).exp();
+    let terms: Vec<f32> = utilities.iter().map(|u| (u - top).exp()).collect();
+    let total: f32 = none_term + terms.iter().sum::<f32>();
+    terms.iter().map(|t| t / total).collect()
+}
+
 /// An entry the question may be about.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     /// Index into `KnowledgeBase::entries`.
     pub entry: usize,
-    /// Similarity of the question to the entry's closest text, in [0, 1].
+    /// Probability that the entry answers the question, in [0, 1].
     pub score: f32,
+    pub evidence: Evidence,
+}
+
+/// What the matcher saw of an entry in a question, each part in [0, 1].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Evidence {
+    /// Best similarity blend with one of the entry's texts.
+    pub similarity: f32,
+    /// Best share of one of the entry's texts found in the question.
+    pub text_in_question: f32,
+    /// Best share of the question found in one of the entry's texts.
+    pub question_in_text: f32,
+    /// Share of the question the entry's whole vocabulary explains.
+    pub coverage: f32,
+    /// ln(1 + weight of the question's words and bigrams the entry's vocabulary shares).
+    pub mass: f32,
+    /// ln(1 + best BM25 score of one of the entry's texts).
+    pub bm25: f32,
+}
+
+impl Evidence {
+    /// The model's inputs, in `MODEL_WEIGHTS` order.
+    pub fn features(&self) -> [f32; FEATURES] {
+        [
+            self.similarity,
+            self.text_in_question,
+            self.question_in_text,
+            self.coverage,
+            self.mass,
+            self.bm25,
+        ]
+    }
+
+    fn merge(&mut self, other: &Evidence) {
+        self.similarity = self.similarity.max(other.similarity);
+        self.text_in_question = self.text_in_question.max(other.text_in_question);
+        self.question_in_text = self.question_in_text.max(other.question_in_text);
+        self.bm25 = self.bm25.max(other.bm25);
+    }
 }
 
 /// Entries ranked for one question.
@@ -39,7 +104,8 @@ pub struct Candidate {
 pub struct Ranking {
     /// Best first, one per entry, at most `KEEP`.
     pub candidates: Vec<Candidate>,
-    /// True when a trigger phrase of the top entry appears in the question.
+    /// True when the top entry is certain: a trigger phrase of it appears in the question, or
+    /// the question is, once normalised and masked, one of its example questions.
     pub triggered: bool,
 }
 
@@ -71,20 +137,37 @@ pub struct Matcher {
     /// Per segment, the column mapping a document to its position in `indexed`.
     columns: Vec<Column<u64>>,
     indexed: Vec<Indexed>,
+    /// Per entry, the units all its texts use.
+    vocabularies: Vec<Vocabulary>,
     weights: Weights,
     analyzer: Analyzer,
+    masker: Masker,
+    /// Each indexed text in matching form and its entry, for exact hits.
+    exact: HashMap<String, usize>,
     /// Normalised trigger phrases and the entry each selects.
     triggers: Vec<(String, usize)>,
 }
 
 impl Matcher {
     /// Indexes every example question, title and keyword of `knowledge_base`.
-    pub fn build(knowledge_base: &KnowledgeBase, normalizer: &Normalizer, analyzer: &Analyzer) -> Result<Self> {
+    /// Texts are normalised by `normalizer`, then product names, colours, sizes and numbers
+    /// are masked; `find` expects normalised text and masks it the same way.
+    pub fn build(
+        knowledge_base: &KnowledgeBase,
+        normalizer: &Normalizer,
+        analyzer: &Analyzer,
+    ) -> Result<Self> {
+        let masker = Masker::new(&knowledge_base.catalog, |t| normalizer.normalize(t));
+        let prepare = |text: &str| masker.mask(&normalizer.normalize(text));
         let mut texts: Vec<(usize, String, Analysis)> = Vec::new();
         for (entry_index, entry) in knowledge_base.entries.iter().enumerate() {
-            let sources = entry.examples.iter().chain(&entry.keywords).chain([&entry.title, &entry.title_en]);
+            let sources = entry
+                .examples
+                .iter()
+                .chain(&entry.keywords)
+                .chain([&entry.title, &entry.title_en]);
             for text in sources {
-                let normalized = normalizer.normalize(text);
+                let normalized = prepare(text);
                 if normalized.is_empty() {
                     continue;
                 }
@@ -92,18 +175,31 @@ impl Matcher {
                 texts.push((entry_index, normalized, analysis));
             }
         }
-        let weights = Weights::from_documents((0..knowledge_base.entries.len()).map(|entry_index| {
-            texts.iter().filter(|t| t.0 == entry_index).map(|t| &t.2).collect()
-        }));
+        let weights =
+            Weights::from_documents((0..knowledge_base.entries.len()).map(|entry_index| {
+                texts
+                    .iter()
+                    .filter(|t| t.0 == entry_index)
+                    .map(|t| &t.2)
+                    .collect()
+            }));
 
         let mut schema = Schema::builder();
         let indexing = TextFieldIndexing::default()
             .set_tokenizer(TOKENIZER)
             .set_index_option(IndexRecordOption::WithFreqs);
-        let text_field = schema.add_text_field("text", TextOptions::default().set_indexing_options(indexing));
+        let text_field = schema.add_text_field(
+            "text",
+            TextOptions::default().set_indexing_options(indexing),
+        );
         let position_field = schema.add_u64_field("position", FAST);
         let index = Index::create_in_ram(schema.build());
-        index.tokenizers().register(TOKENIZER, ShopTokenizer { analyzer: analyzer.clone() });
+        index.tokenizers().register(
+            TOKENIZER,
+            ShopTokenizer {
+                analyzer: analyzer.clone(),
+            },
+        );
         let mut writer = index.writer_with_num_threads(1, 50_000_000)?;
         for (position, (_, normalized, _)) in texts.iter().enumerate() {
             let mut document = TantivyDocument::default();
@@ -120,6 +216,15 @@ impl Matcher {
             .map(|segment| segment.fast_fields().u64("position"))
             .collect::<tantivy::Result<Vec<_>>>()?;
 
+        let mut exact = HashMap::new();
+        for (entry, prepared, _) in &texts {
+            exact.entry(prepared.clone()).or_insert(*entry);
+        }
+        let vocabularies = (0..knowledge_base.entries.len())
+            .map(|entry_index| {
+                Vocabulary::from_analyses(texts.iter().filter(|t| t.0 == entry_index).map(|t| &t.2))
+            })
+            .collect();
         let indexed = texts
             .iter()
             .map(|(entry, normalized, analysis)| Indexed {
@@ -134,41 +239,103 @@ impl Matcher {
             .flat_map(|(i, e)| e.triggers.iter().map(move |t| (normalizer.normalize(t), i)))
             .filter(|(t, _)| !t.is_empty())
             .collect();
-        Ok(Matcher { reader, text_field, columns, indexed, weights, analyzer: analyzer.clone(), triggers })
+        Ok(Matcher {
+            reader,
+            text_field,
+            columns,
+            indexed,
+            vocabularies,
+            weights,
+            analyzer: analyzer.clone(),
+            masker,
+            exact,
+            triggers,
+        })
     }
 
     /// Ranks entries for a normalised question.
     pub fn find(&self, normalized: &str) -> Ranking {
-        let analysis = self.analyzer.analyze(normalized);
-        let query_features = self.weights.features(normalized, &analysis);
-        let mut ranking = Ranking::default();
-        if let Some((_, entry)) = self.triggers.iter().find(|(t, _)| contains_phrase(normalized, t)) {
-            ranking.candidates.push(Candidate { entry: *entry, score: 1.0 });
-            ranking.triggered = true;
-        }
-        let mut best: Vec<Candidate> = Vec::new();
-        for position in self.retrieve(normalized) {
+        let prepared = &self.masker.mask(normalized);
+        let analysis = self.analyzer.analyze(prepared);
+        let query_features = self.weights.features(prepared, &analysis);
+        let mut seen: Vec<(usize, Evidence)> = Vec::new();
+        for (position, bm25) in self.retrieve(prepared) {
             let indexed = &self.indexed[position];
-            let score = similarity::score(&query_features, &indexed.features);
-            match best.iter_mut().find(|c| c.entry == indexed.entry) {
-                Some(candidate) => candidate.score = candidate.score.max(score),
-                None => best.push(Candidate { entry: indexed.entry, score }),
+            let parts = similarity::parts(&query_features, &indexed.features);
+            let evidence = Evidence {
+                similarity: parts.blend(),
+                text_in_question: parts.second_in_first,
+                question_in_text: parts.first_in_second,
+                coverage: 0.0,
+                mass: 0.0,
+                bm25: bm25.ln_1p(),
+            };
+            match seen.iter_mut().find(|(entry, _)| *entry == indexed.entry) {
+                Some((_, best)) => best.merge(&evidence),
+                None => seen.push((indexed.entry, evidence)),
             }
         }
+        let mut best: Vec<Candidate> = seen
+            .into_iter()
+            .map(|(entry, mut evidence)| {
+                evidence.coverage = self.vocabularies[entry].coverage(&query_features);
+                evidence.mass = self.vocabularies[entry]
+                    .matched_mass(&query_features)
+                    .ln_1p();
+                Candidate {
+                    entry,
+                    score: 0.0,
+                    evidence,
+                }
+            })
+            .collect();
+        let utilities: Vec<f32> = best
+            .iter()
+            .map(|c| utility(&c.evidence.features(), &MODEL_WEIGHTS))
+            .collect();
+        for (candidate, probability) in best.iter_mut().zip(probabilities(&utilities, MODEL_NONE)) {
+            candidate.score = probability;
+        }
         best.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let mut ranking = Ranking::default();
+        let trigger = self
+            .triggers
+            .iter()
+            .find(|(t, _)| contains_phrase(normalized, t))
+            .map(|(_, e)| e);
+        if let Some(entry) = trigger.or_else(|| self.exact.get(prepared)) {
+            let evidence = Evidence {
+                similarity: 1.0,
+                text_in_question: 1.0,
+                question_in_text: 1.0,
+                coverage: 1.0,
+                mass: 0.0,
+                bm25: 0.0,
+            };
+            ranking.candidates.push(Candidate {
+                entry: *entry,
+                score: 1.0,
+                evidence,
+            });
+            ranking.triggered = true;
+        }
         for candidate in best {
             if ranking.candidates.len() == KEEP {
                 break;
             }
-            if !ranking.candidates.iter().any(|c| c.entry == candidate.entry) {
+            if !ranking
+                .candidates
+                .iter()
+                .any(|c| c.entry == candidate.entry)
+            {
                 ranking.candidates.push(candidate);
             }
         }
         ranking
     }
 
-    /// Positions (into `indexed`) of the texts sharing most with the question.
-    fn retrieve(&self, normalized: &str) -> Vec<usize> {
+    /// Positions (into `indexed`) and BM25 scores of the texts sharing most with the question.
+    fn retrieve(&self, normalized: &str) -> Vec<(usize, f32)> {
         let mut terms = self.analyzer.index_terms(normalized);
         terms.sort();
         terms.dedup();
@@ -179,17 +346,26 @@ impl Matcher {
             .iter()
             .map(|t| {
                 let term = Term::from_field_text(self.text_field, t);
-                let query: Box<dyn Query> = Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+                let query: Box<dyn Query> =
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
                 (Occur::Should, query)
             })
             .collect();
         let searcher = self.reader.searcher();
         let top = searcher
-            .search(&BooleanQuery::new(clauses), &TopDocs::with_limit(RETRIEVE).order_by_score())
+            .search(
+                &BooleanQuery::new(clauses),
+                &TopDocs::with_limit(RETRIEVE).order_by_score(),
+            )
             .unwrap_or_default();
         top.into_iter()
-            .filter_map(|(_, address)| self.columns.get(address.segment_ord as usize)?.first(address.doc_id))
-            .map(|position| position as usize)
+            .filter_map(|(bm25, address)| {
+                let position = self
+                    .columns
+                    .get(address.segment_ord as usize)?
+                    .first(address.doc_id)?;
+                Some((position as usize, bm25))
+            })
             .collect()
     }
 
@@ -223,7 +399,11 @@ impl Tokenizer for ShopTokenizer {
             .index_terms(text)
             .into_iter()
             .enumerate()
-            .map(|(position, text)| Token { position, text, ..Token::default() })
+            .map(|(position, text)| Token {
+                position,
+                text,
+                ..Token::default()
+            })
             .collect();
         ShopTokenStream { tokens, next: 0 }
     }

@@ -76,8 +76,8 @@ pub struct Normalizer {
 impl Normalizer {
     /// Builds a normaliser over `lexicon`.
     pub fn new(lexicon: &Lexicon) -> Result<Self> {
-        let converter = OpenCC::from_config(BuiltinConfig::T2s)
-            .map_err(|e| Error::Converter(e.to_string()))?;
+        let converter =
+            OpenCC::from_config(BuiltinConfig::T2s).map_err(|e| Error::Converter(e.to_string()))?;
         let mut zh_slang: Vec<(String, String)> = Vec::new();
         let mut en_slang = BTreeMap::new();
         for (from, to) in &lexicon.slang {
@@ -149,27 +149,60 @@ impl Normalizer {
 }
 
 /// True when `phrase` occurs in `text`; an ASCII phrase only as whole words ("hi" in
-/// "hi there", not in "shipping").
+/// "hi there" or "m码", not in "shipping").
 pub fn contains_phrase(text: &str, phrase: &str) -> bool {
-    if phrase.is_ascii() {
-        let words = format!(" {} ", text.split_whitespace().collect::<Vec<_>>().join(" "));
-        words.contains(&format!(" {phrase} "))
-    } else {
-        text.contains(phrase)
-    }
+    !occurrences(text, phrase).is_empty()
 }
 
 /// Removes every occurrence of `phrase` (whole words for ASCII phrases).
 fn remove_phrase(text: &str, phrase: &str) -> String {
-    if phrase.is_empty() || !contains_phrase(text, phrase) {
+    replace_phrase(text, phrase, " ")
+}
+
+/// Replaces every occurrence of `phrase` with ` with ` (whole words for ASCII phrases).
+pub fn replace_phrase(text: &str, phrase: &str, with: &str) -> String {
+    let found = occurrences(text, phrase);
+    if found.is_empty() {
         return text.to_string();
     }
-    if phrase.is_ascii() {
-        let words = format!(" {} ", text.split_whitespace().collect::<Vec<_>>().join(" "));
-        words.replace(&format!(" {phrase} "), "  ")
-    } else {
-        text.replace(phrase, " ")
+    let mut out = String::with_capacity(text.len() + found.len() * (with.len() + 2));
+    let mut last = 0;
+    for start in found {
+        out.push_str(&text[last..start]);
+        out.push(' ');
+        out.push_str(with);
+        out.push(' ');
+        last = start + phrase.len();
     }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// Byte offsets where `phrase` occurs, without overlaps. An ASCII phrase must not touch an
+/// ASCII letter or digit on either side.
+fn occurrences(text: &str, phrase: &str) -> Vec<usize> {
+    if phrase.is_empty() {
+        return Vec::new();
+    }
+    let word_like = phrase.bytes().any(|b| b.is_ascii_alphanumeric());
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(offset) = text[from..].find(phrase) {
+        let start = from + offset;
+        let end = start + phrase.len();
+        let touches = |i: Option<&u8>| i.is_some_and(|b| b.is_ascii_alphanumeric());
+        let whole = !word_like
+            || (!touches(start.checked_sub(1).and_then(|i| bytes.get(i)))
+                && !touches(bytes.get(end)));
+        if whole {
+            found.push(start);
+            from = end;
+        } else {
+            from = start + text[start..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    found
 }
 
 /// NFKC, lower case, and everything that is neither a letter nor a digit turned into a space.
@@ -196,9 +229,12 @@ mod tests {
         let lexicon = Lexicon {
             shop_words: vec![],
             fillers: vec!["亲".into(), "吗".into(), "呢".into(), "啊".into()],
-            slang: [("肿么".to_string(), "怎么".to_string()), ("u".into(), "you".into())]
-                .into_iter()
-                .collect(),
+            slang: [
+                ("肿么".to_string(), "怎么".to_string()),
+                ("u".into(), "you".into()),
+            ]
+            .into_iter()
+            .collect(),
             greetings: vec!["你好".into(), "在吗".into(), "hi".into()],
         };
         Normalizer::new(&lexicon).unwrap()

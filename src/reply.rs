@@ -24,14 +24,21 @@ pub fn fill(template: &str, slots: &[(&str, String)]) -> String {
 }
 
 /// Renders a named template from `replies.toml`.
-pub fn template(knowledge_base: &KnowledgeBase, name: &str, lang: Lang, slots: &[(&str, String)]) -> String {
+pub fn template(
+    knowledge_base: &KnowledgeBase,
+    name: &str,
+    lang: Lang,
+    slots: &[(&str, String)],
+) -> String {
     let template = knowledge_base.template(name);
     fill(pick(&template.zh, &template.en, lang), slots)
 }
 
 /// The approved answer of an entry.
 pub fn answer(entry: &Entry, lang: Lang) -> String {
-    pick(&entry.answer, &entry.answer_en, lang).trim().to_string()
+    pick(&entry.answer, &entry.answer_en, lang)
+        .trim()
+        .to_string()
 }
 
 /// "Which of these did you mean?" with numbered topic titles.
@@ -41,10 +48,20 @@ pub fn clarify(knowledge_base: &KnowledgeBase, choices: &[&Entry], lang: Lang) -
         .enumerate()
         .map(|(i, entry)| {
             let title = pick(&entry.title, &entry.title_en, lang).to_string();
-            template(knowledge_base, "clarify_choice", lang, &[("n", (i + 1).to_string()), ("title", title)])
+            template(
+                knowledge_base,
+                "clarify_choice",
+                lang,
+                &[("n", (i + 1).to_string()), ("title", title)],
+            )
         })
         .collect();
-    template(knowledge_base, "clarify", lang, &[("choices", lines.join("\n"))])
+    template(
+        knowledge_base,
+        "clarify",
+        lang,
+        &[("choices", lines.join("\n"))],
+    )
 }
 
 /// A product-aware answer for topics the catalog can answer better than the generic entry,
@@ -56,31 +73,70 @@ pub fn product_answer(
     normalized: &str,
     lang: Lang,
 ) -> Option<String> {
-    let render = |name: &str, slots: &[(&str, String)]| Some(template(knowledge_base, name, lang, slots));
+    let render =
+        |name: &str, slots: &[(&str, String)]| Some(template(knowledge_base, name, lang, slots));
     let Some(product) = product else {
         return match topic {
-            "stock_check" => stock_across_catalog(knowledge_base, &knowledge_base.catalog, normalized, lang),
+            "stock_check" => {
+                stock_across_catalog(knowledge_base, &knowledge_base.catalog, normalized, lang)
+            }
             _ => None,
         };
     };
     let name = pick(&product.name, &product.name_en, lang).to_string();
     let variant = product.variant_in(normalized);
-    let named = || vec![("name", name.clone()), ("variant", variant_text(product, &variant, lang))];
+    let named = || {
+        vec![
+            ("name", name.clone()),
+            ("variant", variant_text(product, &variant, lang)),
+        ]
+    };
     match topic {
         "dispatch_time" if product.made_to_order => render("dispatch_made_to_order", &named()),
         "dispatch_time" => {
-            let in_stock = match (&variant.color, product.sizes.is_empty() || variant.size.is_some()) {
-                (Some(color), true) => product.stock_of(color, variant.size.as_deref()).unwrap_or(0) > 0,
+            let in_stock = match (
+                &variant.color,
+                product.sizes.is_empty() || variant.size.is_some(),
+            ) {
+                (Some(color), true) => {
+                    product
+                        .stock_of(color, variant.size.as_deref())
+                        .unwrap_or(0)
+                        > 0
+                }
                 _ => product.stock.values().any(|&n| n > 0),
             };
-            render(if in_stock { "dispatch_in_stock" } else { "dispatch_no_stock" }, &named())
+            render(
+                if in_stock {
+                    "dispatch_in_stock"
+                } else {
+                    "dispatch_no_stock"
+                },
+                &named(),
+            )
         }
         "stock_check" | "restock" => stock_of_product(knowledge_base, product, &variant, lang),
-        "free_shipping" => render(if product.free_shipping { "free_shipping_yes" } else { "free_shipping_no" }, &named()),
-        "price" => render("price", &[("name", name.clone()), ("price", format_price(product.price))]),
+        "free_shipping" => render(
+            if product.free_shipping {
+                "free_shipping_yes"
+            } else {
+                "free_shipping_no"
+            },
+            &named(),
+        ),
+        "price" => render(
+            "price",
+            &[
+                ("name", name.clone()),
+                ("price", format_price(product.price)),
+            ],
+        ),
         "material" => {
             let material = pick(&product.material, &product.material_en, lang).to_string();
-            render("material", &[("name", name.clone()), ("material", material)])
+            render(
+                "material",
+                &[("name", name.clone()), ("material", material)],
+            )
         }
         "size_advice" if product.size_chart.is_empty() => render("size_one_size", &named()),
         "size_advice" => {
@@ -90,13 +146,21 @@ pub fn product_answer(
                 .map(|row| format!("{}: {}", row.size, pick(&row.fits, &row.fits_en, lang)))
                 .collect();
             let separator = pick("；", "; ", lang);
-            render("size_chart", &[("name", name.clone()), ("chart", rows.join(separator))])
+            render(
+                "size_chart",
+                &[("name", name.clone()), ("chart", rows.join(separator))],
+            )
         }
         _ => None,
     }
 }
 
-fn stock_of_product(knowledge_base: &KnowledgeBase, product: &Product, variant: &Variant, lang: Lang) -> Option<String> {
+fn stock_of_product(
+    knowledge_base: &KnowledgeBase,
+    product: &Product,
+    variant: &Variant,
+    lang: Lang,
+) -> Option<String> {
     let name = pick(&product.name, &product.name_en, lang).to_string();
     let render = |name_of_template: &str, slots: &[(&str, String)]| {
         Some(template(knowledge_base, name_of_template, lang, slots))
@@ -106,14 +170,30 @@ fn stock_of_product(knowledge_base: &KnowledgeBase, product: &Product, variant: 
     }
     let complete = variant.color.is_some() && (product.sizes.is_empty() || variant.size.is_some());
     if let (true, Some(color)) = (complete, &variant.color) {
-        let count = product.stock_of(color, variant.size.as_deref()).unwrap_or(0);
+        let count = product
+            .stock_of(color, variant.size.as_deref())
+            .unwrap_or(0);
         let variant_name = variant_text(product, variant, lang);
         if count > 0 {
-            return render("stock_in", &[("name", name), ("variant", variant_name), ("count", count.to_string())]);
+            return render(
+                "stock_in",
+                &[
+                    ("name", name),
+                    ("variant", variant_name),
+                    ("count", count.to_string()),
+                ],
+            );
         }
         let others = available_variants(product, lang);
         if !others.is_empty() {
-            return render("stock_out", &[("name", name), ("variant", variant_name), ("available", others)]);
+            return render(
+                "stock_out",
+                &[
+                    ("name", name),
+                    ("variant", variant_name),
+                    ("available", others),
+                ],
+            );
         }
     }
     match available_variants(product, lang) {
@@ -123,21 +203,44 @@ fn stock_of_product(knowledge_base: &KnowledgeBase, product: &Product, variant: 
 }
 
 /// "红色M码还有吗" without a product: the stock of that variant in every product that has it.
-fn stock_across_catalog(knowledge_base: &KnowledgeBase, catalog: &Catalog, normalized: &str, lang: Lang) -> Option<String> {
+fn stock_across_catalog(
+    knowledge_base: &KnowledgeBase,
+    catalog: &Catalog,
+    normalized: &str,
+    lang: Lang,
+) -> Option<String> {
     let mut lines = Vec::new();
     let mut asked = None;
     for product in &catalog.product {
         let variant = product.variant_in(normalized);
-        let (Some(color), Some(size)) = (&variant.color, &variant.size) else { continue };
-        let Some(count) = product.stock_of(color, Some(size)) else { continue };
+        let (Some(color), Some(size)) = (&variant.color, &variant.size) else {
+            continue;
+        };
+        let Some(count) = product.stock_of(color, Some(size)) else {
+            continue;
+        };
         asked.get_or_insert_with(|| variant_text(product, &variant, lang));
         let name = pick(&product.name, &product.name_en, lang).to_string();
-        let line = if count > 0 { "stock_line_in" } else { "stock_line_out" };
-        lines.push(template(knowledge_base, line, lang, &[("name", name), ("count", count.to_string())]));
+        let line = if count > 0 {
+            "stock_line_in"
+        } else {
+            "stock_line_out"
+        };
+        lines.push(template(
+            knowledge_base,
+            line,
+            lang,
+            &[("name", name), ("count", count.to_string())],
+        ));
     }
     let variant = asked?;
     let separator = pick("；", "; ", lang);
-    Some(template(knowledge_base, "stock_across", lang, &[("variant", variant), ("lines", lines.join(separator))]))
+    Some(template(
+        knowledge_base,
+        "stock_across",
+        lang,
+        &[("variant", variant), ("lines", lines.join(separator))],
+    ))
 }
 
 /// The variants in stock, listed for the buyer.
@@ -149,7 +252,10 @@ fn available_variants(product: &Product, lang: Lang) -> String {
         .map(|(key, _)| {
             let mut parts = key.splitn(2, '/');
             let color = parts.next().unwrap_or_default().to_string();
-            let variant = Variant { color: Some(color), size: parts.next().map(str::to_string) };
+            let variant = Variant {
+                color: Some(color),
+                size: parts.next().map(str::to_string),
+            };
             variant_text(product, &variant, lang)
         })
         .collect();
@@ -160,7 +266,11 @@ fn available_variants(product: &Product, lang: Lang) -> String {
 fn variant_text(product: &Product, variant: &Variant, lang: Lang) -> String {
     let color = variant.color.as_deref();
     match (lang, color, variant.size.as_deref()) {
-        (Lang::Zh, c, s) => format!("{}{}", c.unwrap_or_default(), s.map(|s| format!("{s}码")).unwrap_or_default()),
+        (Lang::Zh, c, s) => format!(
+            "{}{}",
+            c.unwrap_or_default(),
+            s.map(|s| format!("{s}码")).unwrap_or_default()
+        ),
         (Lang::En, Some(c), Some(s)) => format!(" ({}, size {s})", product.color_en(c)),
         (Lang::En, Some(c), None) => format!(" ({})", product.color_en(c)),
         (Lang::En, None, Some(s)) => format!(" (size {s})"),

@@ -24,7 +24,10 @@ struct AskLine<'a> {
 }
 
 /// Reads stdin line by line; returns each line decoded, noting invalid UTF-8 on stderr.
-fn for_each_line(input: impl BufRead, mut each: impl FnMut(usize, String) -> Result<()>) -> Result<()> {
+fn for_each_line(
+    input: impl BufRead,
+    mut each: impl FnMut(usize, String) -> Result<()>,
+) -> Result<()> {
     for (number, bytes) in input.split(b'\n').enumerate() {
         let mut bytes = bytes.context("reading standard input")?;
         if bytes.last() == Some(&b'\r') {
@@ -33,7 +36,10 @@ fn for_each_line(input: impl BufRead, mut each: impl FnMut(usize, String) -> Res
         let text = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(error) => {
-                eprintln!("line {}: not valid UTF-8; unreadable bytes replaced", number + 1);
+                eprintln!(
+                    "line {}: not valid UTF-8; unreadable bytes replaced",
+                    number + 1
+                );
                 String::from_utf8_lossy(error.as_bytes()).into_owned()
             }
         };
@@ -56,7 +62,14 @@ pub fn ask_json(engine: &Engine, input: impl BufRead, mut output: impl Write) ->
             action: reply.action,
             topic: reply.topic.as_ref().map(|t| t.as_str()),
             confidence: round(reply.confidence),
-            candidates: &reply.candidates.iter().map(|c| Considered { topic: c.topic.clone(), score: round(c.score) }).collect::<Vec<_>>(),
+            candidates: &reply
+                .candidates
+                .iter()
+                .map(|c| Considered {
+                    topic: c.topic.clone(),
+                    score: round(c.score),
+                })
+                .collect::<Vec<_>>(),
             reply: &reply.reply,
         };
         serde_json::to_writer(&mut output, &line)?;
@@ -68,7 +81,12 @@ pub fn ask_json(engine: &Engine, input: impl BufRead, mut output: impl Write) ->
 }
 
 /// `xiaoer chat`: a conversation in the terminal over the same engine.
-pub fn chat(engine: &Engine, input: impl BufRead, mut output: impl Write, interactive: bool) -> Result<()> {
+pub fn chat(
+    engine: &Engine,
+    input: impl BufRead,
+    mut output: impl Write,
+    interactive: bool,
+) -> Result<()> {
     let mut context = Context::default();
     if interactive {
         writeln!(output, "店小二 — type a question (Ctrl-D to quit)")?;
@@ -114,27 +132,63 @@ pub fn similarity(engine: &Engine, input: impl BufRead, mut output: impl Write) 
 }
 
 /// `xiaoer eval FILE`: runs the set and prints the figures and the misses.
-pub fn eval(engine: &Engine, file: &Path, split: Option<&str>, mut output: impl Write) -> Result<Report> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+pub fn eval(
+    engine: &Engine,
+    file: &Path,
+    split: Option<&str>,
+    mut output: impl Write,
+) -> Result<Report> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let (cases, problems) = eval::parse_cases(&text);
     for problem in &problems {
         eprintln!("{}: {problem}", file.display());
     }
     let mut report = Report::default();
-    for case in cases.iter().filter(|c| split.is_none() || c.split.as_deref() == split) {
+    for case in cases
+        .iter()
+        .filter(|c| split.is_none() || c.split.as_deref() == split)
+    {
         report.add(case, &engine.ask(&case.text));
     }
     writeln!(output, "cases            {}", report.cases)?;
-    writeln!(output, "precision        {:.3}  (answered {} of which correct {})", report.precision(), report.answered, report.answered_correctly)?;
-    writeln!(output, "coverage         {:.3}  (in scope {} answered {})", report.coverage(), report.in_scope, report.in_scope_answered)?;
-    writeln!(output, "handoff recall   {:.3}  (handoff expected {} handed off {})", report.handoff_recall(), report.handoff_expected, report.handed_off_when_expected)?;
-    writeln!(output, "accuracy         {:.3}  (clarified {})", report.accuracy(), report.clarified)?;
+    writeln!(
+        output,
+        "precision        {:.3}  (answered {} of which correct {})",
+        report.precision(),
+        report.answered,
+        report.answered_correctly
+    )?;
+    writeln!(
+        output,
+        "coverage         {:.3}  (in scope {} answered {})",
+        report.coverage(),
+        report.in_scope,
+        report.in_scope_answered
+    )?;
+    writeln!(
+        output,
+        "handoff recall   {:.3}  (handoff expected {} handed off {})",
+        report.handoff_recall(),
+        report.handoff_expected,
+        report.handed_off_when_expected
+    )?;
+    writeln!(
+        output,
+        "accuracy         {:.3}  (clarified {})",
+        report.accuracy(),
+        report.clarified
+    )?;
     if !report.misses.is_empty() {
         writeln!(output, "misses:")?;
     }
     for miss in &report.misses {
         let topic = miss.topic.as_deref().unwrap_or("-");
-        writeln!(output, "  expect {:<20} got {:?} {topic} {:.2}  {}", miss.expect, miss.action, miss.confidence, miss.text)?;
+        writeln!(
+            output,
+            "  expect {:<20} got {:?} {topic} {:.2}  {}",
+            miss.expect, miss.action, miss.confidence, miss.text
+        )?;
     }
     Ok(report)
 }
@@ -149,7 +203,13 @@ pub fn kb_check(dir: &Path, json: bool, mut output: impl Write) -> Result<bool> 
             .collect();
         writeln!(output, "{}", serde_json::Value::Array(listing))?;
     } else if diagnostics.is_empty() {
-        writeln!(output, "{}: {} entries, {} products — no problems found", dir.display(), knowledge_base.entries.len(), knowledge_base.catalog.product.len())?;
+        writeln!(
+            output,
+            "{}: {} entries, {} products — no problems found",
+            dir.display(),
+            knowledge_base.entries.len(),
+            knowledge_base.catalog.product.len()
+        )?;
     } else {
         for diagnostic in &diagnostics {
             writeln!(output, "{diagnostic}")?;

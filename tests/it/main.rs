@@ -1,0 +1,8 @@
+//! Black-box tests of xiaoer, one binary (STYLE.md §6): the real `knowledge/`, the real
+//! evaluation set, the real command line.
+
+mod answers;
+mod cli;
+mod data;
+mod evaluation;
+mod support;
