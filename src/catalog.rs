@@ -114,7 +114,9 @@ pub struct Masker {
 }
 
 /// What a product name becomes.
-pub const PRODUCT_PLACEHOLDER: &str = "商品";
+const PRODUCT_PLACEHOLDER: &str = "商品";
+/// What a number becomes.
+const NUMBER_PLACEHOLDER: &str = "0";
 const COLOR_PLACEHOLDER: &str = "颜色";
 const SIZE_PLACEHOLDER: &str = "尺码";
 
@@ -149,6 +151,20 @@ impl Masker {
         Masker { phrases }
     }
 
+    /// True when a masked text says nothing but placeholders ("0", "商品"): such a text is
+    /// no evidence of any topic on its own.
+    pub fn only_placeholders(masked: &str) -> bool {
+        let placeholders = [
+            PRODUCT_PLACEHOLDER,
+            COLOR_PLACEHOLDER,
+            SIZE_PLACEHOLDER,
+            NUMBER_PLACEHOLDER,
+        ];
+        masked
+            .split_whitespace()
+            .all(|word| placeholders.contains(&word))
+    }
+
     /// Replaces what the catalog names; numbers become 0.
     pub fn mask(&self, normalized: &str) -> String {
         let mut text = normalized.to_string();
@@ -164,7 +180,9 @@ impl Masker {
         for c in text.chars() {
             if c.is_ascii_digit() {
                 if !in_number {
-                    out.push_str(" 0 ");
+                    out.push(' ');
+                    out.push_str(NUMBER_PLACEHOLDER);
+                    out.push(' ');
                 }
                 in_number = true;
             } else {

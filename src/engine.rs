@@ -296,9 +296,10 @@ impl Engine {
             .knowledge_base
             .entry(topic.as_str())
             .expect("topic comes from this knowledge base");
-        let product = self
-            .product_named(normalized)
-            .or_else(|| self.product_by_id(context.product.as_deref()));
+        let product = self.product_named(normalized).or_else(|| {
+            self.product_by_id(context.product.as_deref())
+                .filter(|p| self.fits_named_sizes(p, normalized))
+        });
         let text = match entry.action {
             Action::Answer => reply::product_answer(
                 &self.knowledge_base,
@@ -359,6 +360,18 @@ impl Engine {
             .iter()
             .find(|(name, _)| contains_phrase(normalized, name))?;
         self.knowledge_base.catalog.product.get(*index)
+    }
+
+    /// False when the message names a size the product lacks ("红色M码还有吗" after talking
+    /// about shoes is about another product).
+    fn fits_named_sizes(&self, product: &Product, normalized: &str) -> bool {
+        let catalog = &self.knowledge_base.catalog;
+        let named = catalog
+            .product
+            .iter()
+            .flat_map(|p| &p.sizes)
+            .filter(|size| contains_phrase(normalized, &self.normalizer.normalize(size)));
+        named.into_iter().all(|size| product.sizes.contains(size))
     }
 
     fn product_by_id(&self, id: Option<&str>) -> Option<&Product> {

@@ -217,7 +217,7 @@ impl Matcher {
             .collect::<tantivy::Result<Vec<_>>>()?;
 
         let mut exact = HashMap::new();
-        for (entry, prepared, _) in &texts {
+        for (entry, prepared, _) in texts.iter().filter(|t| !Masker::only_placeholders(&t.1)) {
             exact.entry(prepared.clone()).or_insert(*entry);
         }
         let vocabularies = (0..knowledge_base.entries.len())

@@ -204,3 +204,24 @@ fn no_reply_leaves_a_template_slot_unfilled() {
         );
     }
 }
+
+#[test]
+fn a_size_the_last_product_lacks_is_looked_up_across_the_catalog() {
+    let mut context = Context::default();
+    engine().respond("这款羊毛鞋多久发货", &mut context);
+    let reply = engine().respond("红色M码还有吗", &mut context);
+    assert!(reply.reply.contains("连帽卫衣"), "{}", reply.reply);
+    assert!(!reply.reply.contains("羊毛鞋"), "{}", reply.reply);
+}
+
+#[test]
+fn a_lone_number_is_no_complaint() {
+    for text in ["2", "88888", "12"] {
+        let reply = engine().ask(text);
+        assert_ne!(
+            reply.topic.as_ref().map(|t| t.as_str()),
+            Some("complaint"),
+            "{text} → {reply:#?}"
+        );
+    }
+}
