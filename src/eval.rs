@@ -72,6 +72,8 @@ pub struct Report {
     pub in_scope_answered: usize,
     pub clarified: usize,
     pub handed_off_when_expected: usize,
+    /// Answered questions per confidence fifth ([0, 0.2), … [0.8, 1]): (answered, correct).
+    pub by_confidence: [(usize, usize); 5],
     pub misses: Vec<Miss>,
 }
 
@@ -118,8 +120,11 @@ impl Report {
         }
         if answered {
             self.answered += 1;
+            let bin = ((reply.confidence * 5.0) as usize).min(4);
+            self.by_confidence[bin].0 += 1;
             if correct {
                 self.answered_correctly += 1;
+                self.by_confidence[bin].1 += 1;
             }
         }
         if reply.action == Decision::Clarify {

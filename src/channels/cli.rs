@@ -179,6 +179,16 @@ pub fn eval(
         report.accuracy(),
         report.clarified
     )?;
+    write!(output, "answered by confidence (correct/answered):")?;
+    for (bin, (answered, correct)) in report.by_confidence.iter().enumerate() {
+        write!(
+            output,
+            "  {:.1}–{:.1}: {correct}/{answered}",
+            bin as f32 / 5.0,
+            (bin + 1) as f32 / 5.0
+        )?;
+    }
+    writeln!(output)?;
     if !report.misses.is_empty() {
         writeln!(output, "misses:")?;
     }
