@@ -16,7 +16,7 @@ use crate::knowledge::{self, Action, Entry, EntryId, KnowledgeBase};
 use crate::matcher::{Matcher, Ranking};
 use crate::normalize::{contains_phrase, detect_lang, Lang, Normalizer};
 use crate::similarity::{self, Weights};
-use crate::{reply, Error, Result};
+use crate::{phrasing, reply, Error, Result};
 
 /// Longest message the matcher reads; longer ones go to a person, who can read them.
 pub const MAX_MESSAGE_CHARS: usize = 2000;
@@ -228,8 +228,23 @@ impl Engine {
         self.respond(text, &mut Context::default())
     }
 
-    /// Answers a message within a conversation, updating what it remembers.
+    /// Answers a message within a conversation, updating what it remembers. The reply has
+    /// passed the phrasing check: one that would break a rule (a template filled with
+    /// unlucky values) is logged and replaced by the handoff notice, checked at load.
     pub fn respond(&self, text: &str, context: &mut Context) -> Reply {
+        let reply = self.compose(text, context);
+        let violations = phrasing::check(&self.knowledge_base.phrasing, &reply.reply);
+        if violations.is_empty() {
+            return reply;
+        }
+        let listing: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        tracing::warn!(topic = ?reply.topic, violations = ?listing, "reply broke a phrasing rule; handing off instead");
+        let mut safe = self.handoff(reply.confidence, reply.candidates, reply.lang);
+        safe.topic = reply.topic;
+        safe
+    }
+
+    fn compose(&self, text: &str, context: &mut Context) -> Reply {
         let lang = detect_lang(text);
         if text.chars().count() > MAX_MESSAGE_CHARS {
             return self.system_reply(Decision::Handoff, "too_long", lang);

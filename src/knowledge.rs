@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::catalog::Catalog;
 use crate::normalize::Lexicon;
+use crate::phrasing::{self, PhrasingRules};
 
 /// Topics every shop's knowledge base must answer (issue 3).
 pub const REQUIRED_IDS: &[&str] = &[
@@ -185,6 +186,10 @@ pub struct KnowledgeBase {
     pub catalog: Catalog,
     /// Bot messages that are not entry answers (clarify, handoff, product answers …).
     pub templates: BTreeMap<String, Template>,
+    /// The approved-phrasing rules (`phrasing.toml`).
+    pub phrasing: PhrasingRules,
+    /// Where the catalog was read from, for diagnostics.
+    pub catalog_path: PathBuf,
 }
 
 impl KnowledgeBase {
@@ -249,6 +254,7 @@ pub fn load_dir(dir: &Path) -> (KnowledgeBase, Vec<Diagnostic>) {
         }
     };
     paths.sort();
+    let mut template_lines: BTreeMap<String, Location> = BTreeMap::new();
     for path in paths {
         let text = match read_text(&path) {
             Ok(text) => text,
@@ -267,11 +273,33 @@ pub fn load_dir(dir: &Path) -> (KnowledgeBase, Vec<Diagnostic>) {
                 Err(d) => diagnostics.push(d),
             },
             "catalog.toml" => match crate::catalog::parse_str(&path, &text) {
-                Ok(catalog) => knowledge_base.catalog = catalog,
+                Ok(catalog) => {
+                    knowledge_base.catalog = catalog;
+                    knowledge_base.catalog_path = path.clone();
+                }
                 Err(d) => diagnostics.extend(d),
             },
             "replies.toml" => match parse_toml::<TemplateFile>(&path, &text) {
-                Ok(file) => knowledge_base.templates.extend(file.template),
+                Ok(file) => {
+                    for name in file.template.keys() {
+                        let line = text
+                            .find(&format!("[template.{name}]"))
+                            .map(|at| line_of(&text, at))
+                            .unwrap_or(0);
+                        template_lines.insert(
+                            name.clone(),
+                            Location {
+                                file: path.clone(),
+                                line,
+                            },
+                        );
+                    }
+                    knowledge_base.templates.extend(file.template)
+                }
+                Err(d) => diagnostics.push(d),
+            },
+            "phrasing.toml" => match parse_toml::<PhrasingRules>(&path, &text) {
+                Ok(rules) => knowledge_base.phrasing = rules,
                 Err(d) => diagnostics.push(d),
             },
             _ => match parse_str(&path, &text) {
@@ -281,6 +309,7 @@ pub fn load_dir(dir: &Path) -> (KnowledgeBase, Vec<Diagnostic>) {
         }
     }
     diagnostics.extend(validate(&knowledge_base, dir));
+    diagnostics.extend(check_phrasing(&knowledge_base, &template_lines));
     (knowledge_base, diagnostics)
 }
 
@@ -403,6 +432,87 @@ pub fn validate(knowledge_base: &KnowledgeBase, dir: &Path) -> Vec<Diagnostic> {
                 0,
                 format!("required template \"{required}\" is missing"),
             ));
+        }
+    }
+    diagnostics
+}
+
+/// Every answer and template against the phrasing rules. Templates are fragments of what is
+/// sent (slots unfilled, pieces of a list), so only the forbidden phrases apply to them; the
+/// handoff notice is also sent whole and must pass every rule. Rendered replies are checked
+/// again when sent.
+fn check_phrasing(
+    knowledge_base: &KnowledgeBase,
+    template_lines: &BTreeMap<String, Location>,
+) -> Vec<Diagnostic> {
+    let rules = &knowledge_base.phrasing;
+    let mut diagnostics = Vec::new();
+    let mut report = |location: &Location, what: String, violations: Vec<phrasing::Violation>| {
+        for violation in violations {
+            diagnostics.push(Diagnostic {
+                location: location.clone(),
+                message: format!("{what}: {violation}"),
+            });
+        }
+    };
+    for entry in &knowledge_base.entries {
+        for (field, text) in [("answer", &entry.answer), ("answer_en", &entry.answer_en)] {
+            report(
+                &entry.location,
+                format!("entry \"{}\" {field}", entry.id),
+                phrasing::check(rules, text),
+            );
+        }
+        // Titles are offered as choices when the bot asks which topic was meant.
+        for (field, text) in [("title", &entry.title), ("title_en", &entry.title_en)] {
+            report(
+                &entry.location,
+                format!("entry \"{}\" {field}", entry.id),
+                phrasing::check_fragment(rules, text),
+            );
+        }
+    }
+    // Catalog values are filled into product answers.
+    let catalog_file = Location {
+        file: knowledge_base.catalog_path.clone(),
+        line: 0,
+    };
+    for product in &knowledge_base.catalog.product {
+        let rows = product
+            .size_chart
+            .iter()
+            .flat_map(|r| [&r.fits, &r.fits_en]);
+        let colors = product.colors.iter().flat_map(|c| [&c.zh, &c.en]);
+        for text in [
+            &product.name,
+            &product.name_en,
+            &product.material,
+            &product.material_en,
+        ]
+        .into_iter()
+        .chain(rows)
+        .chain(colors)
+        {
+            report(
+                &catalog_file,
+                format!("product \"{}\"", product.id),
+                phrasing::check_fragment(rules, text),
+            );
+        }
+    }
+    for (name, template) in &knowledge_base.templates {
+        let location = template_lines.get(name).cloned().unwrap_or_default();
+        for (field, text) in [("zh", &template.zh), ("en", &template.en)] {
+            let violations = if name == "handoff" {
+                phrasing::check(rules, text)
+            } else {
+                phrasing::check_fragment(rules, text)
+            };
+            report(
+                &location,
+                format!("template \"{name}\" {field}"),
+                violations,
+            );
         }
     }
     diagnostics

@@ -8,6 +8,7 @@
 //! - `similarity` — the score of two questions in [0, 1] (re-ranking, `xiaoer similarity`).
 //! - `matcher`    — the in-RAM tantivy index; `find` ranks entries for a question.
 //! - `reply`      — renders answers, product-aware answers, clarify and handoff texts.
+//! - `phrasing`   — the approved-phrasing check every outgoing text passes.
 //! - `engine`     — message in, decision and reply out: the only orchestrator.
 //! - `eval`       — evaluation sets and their figures.
 //! - `config`     — settings; the only module that reads the environment.
@@ -29,6 +30,7 @@ pub mod eval;
 pub mod knowledge;
 pub mod matcher;
 pub mod normalize;
+pub mod phrasing;
 pub mod reply;
 pub mod similarity;
 

@@ -5,4 +5,5 @@ mod answers;
 mod cli;
 mod data;
 mod evaluation;
+mod phrasing;
 mod support;
