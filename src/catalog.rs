@@ -219,19 +219,7 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Catalog, Vec<Diagnostic>> {
         },
         message,
     };
-    let catalog: Catalog = toml::from_str(text).map_err(|error| {
-        let line = error
-            .span()
-            .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
-            .unwrap_or(0);
-        vec![Diagnostic {
-            location: Location {
-                file: path.to_path_buf(),
-                line,
-            },
-            message: error.message().to_string(),
-        }]
-    })?;
+    let catalog: Catalog = crate::knowledge::parse_toml(path, text).map_err(|d| vec![d])?;
     let mut problems = Vec::new();
     for product in &catalog.product {
         for key in product.stock.keys() {

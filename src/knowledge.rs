@@ -335,7 +335,11 @@ fn read_text(path: &Path) -> Result<String, String> {
     })
 }
 
-fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, Diagnostic> {
+/// Parses a TOML file, reporting a syntax or schema error at its line.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, Diagnostic> {
     toml::from_str(text).map_err(|error| {
         let line = error.span().map(|s| line_of(text, s.start)).unwrap_or(0);
         at(path, line, error.message().to_string())

@@ -1,5 +1,5 @@
 //! Finds the knowledge entries a question is about: tantivy retrieves example questions,
-//! titles and keywords that share words or sound bigrams with it; `similarity::score`
+//! titles and keywords that share words or sound bigrams with it; `similarity::parts`
 //! re-ranks them; the result is a ranking of entries with scores in [0, 1].
 //!
 //! The index lives in RAM and is rebuilt from a `KnowledgeBase` in well under a second.
