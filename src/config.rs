@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::hours::HoursSettings;
 use crate::{Error, Result};
 
 /// When the bot answers, asks which topic was meant, or hands off.
@@ -38,14 +39,31 @@ impl Default for Thresholds {
 pub struct Settings {
     /// Folder of the knowledge base.
     pub kb: PathBuf,
+    /// Folder of the dialog flows.
+    pub dialogs: PathBuf,
+    /// Folder of the SQLite store (created if missing).
+    pub data: PathBuf,
+    /// Where `xiaoer serve` listens.
+    pub addr: String,
     pub thresholds: Thresholds,
+    pub hours: HoursSettings,
+    /// Seconds an unclaimed handoff waits before the buyer gets a reminder (rulebooks: 1–3 min).
+    pub remind_after_s: u64,
+    /// How often the running bot looks for edits of `kb` and `dialogs`, in milliseconds.
+    pub reload_interval_ms: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             kb: PathBuf::from("knowledge"),
+            dialogs: PathBuf::from("dialogs"),
+            data: PathBuf::from("data"),
+            addr: "127.0.0.1:8080".into(),
             thresholds: Thresholds::default(),
+            hours: HoursSettings::default(),
+            remind_after_s: 90,
+            reload_interval_ms: 1000,
         }
     }
 }
@@ -64,8 +82,30 @@ impl Settings {
                 })
             }
         };
-        if let Ok(kb) = std::env::var("XIAOER_KB") {
-            settings.kb = PathBuf::from(kb);
+        for (name, slot) in [
+            ("XIAOER_KB", &mut settings.kb),
+            ("XIAOER_DIALOGS", &mut settings.dialogs),
+            ("XIAOER_DATA", &mut settings.data),
+        ] {
+            if let Ok(value) = std::env::var(name) {
+                *slot = PathBuf::from(value);
+            }
+        }
+        if let Ok(addr) = std::env::var("XIAOER_ADDR") {
+            settings.addr = addr;
+        }
+        for (name, slot) in [
+            ("XIAOER_REMIND_AFTER_S", &mut settings.remind_after_s),
+            (
+                "XIAOER_RELOAD_INTERVAL_MS",
+                &mut settings.reload_interval_ms,
+            ),
+        ] {
+            if let Ok(value) = std::env::var(name) {
+                *slot = value
+                    .parse()
+                    .map_err(|_| Error::Config(format!("{name}={value} is not a whole number")))?;
+            }
         }
         for (name, slot) in [
             ("XIAOER_ANSWER_THRESHOLD", &mut settings.thresholds.answer),

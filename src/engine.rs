@@ -14,7 +14,7 @@ use crate::catalog::Product;
 use crate::config::Thresholds;
 use crate::knowledge::{self, Action, Entry, EntryId, KnowledgeBase};
 use crate::matcher::{Matcher, Ranking};
-use crate::normalize::{contains_phrase, detect_lang, Lang, Normalizer};
+use crate::normalize::{contains_phrase, detect_lang, ordinal, Lang, Normalizer};
 use crate::similarity::{self, Weights};
 use crate::{phrasing, reply, Error, Result};
 
@@ -38,7 +38,7 @@ pub enum Decision {
 }
 
 /// A topic the bot considered, with its score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Considered {
     pub topic: EntryId,
     pub score: f32,
@@ -116,7 +116,7 @@ pub struct Reply {
 
 /// What a conversation remembers between messages (the REPL's; the conversation engine
 /// keeps its own in the store).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Context {
     /// The last product the buyer named, for "多少钱" after "这款T恤".
     pub product: Option<String>,
@@ -402,17 +402,8 @@ impl Engine {
         if choices.is_empty() {
             return None;
         }
-        const ORDINALS: [&[&str]; 3] = [
-            &["1", "一", "第一", "第一个", "第1个", "first", "one"],
-            &["2", "二", "第二", "第二个", "第2个", "second", "two"],
-            &["3", "三", "第三", "第三个", "第3个", "third", "three"],
-        ];
-        let compact: String = normalized.split_whitespace().collect();
-        let compact = compact.trim_start_matches("选").trim_end_matches('项');
-        for (i, words) in ORDINALS.iter().enumerate() {
-            if words.contains(&compact) {
-                return choices.get(i).cloned();
-            }
+        if let Some(index) = ordinal(normalized) {
+            return choices.get(index).cloned();
         }
         choices
             .iter()

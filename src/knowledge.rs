@@ -78,6 +78,15 @@ pub const REQUIRED_TEMPLATES: &[&str] = &[
     "material",
     "size_one_size",
     "size_chart",
+    "angry",
+    "repeated",
+    "flow_stuck",
+    "flow_left",
+    "after_hours",
+    "waiting_ack",
+    "still_waiting",
+    "handoff_cancelled",
+    "attachment_received",
 ];
 
 /// Fewest example questions an entry may have.
@@ -87,7 +96,7 @@ pub const MIN_EXAMPLES: usize = 8;
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A stable entry id (`invoice`, `damaged_item`): lower-case ASCII, digits and `_`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct EntryId(String);
 
@@ -314,7 +323,7 @@ pub fn load_dir(dir: &Path) -> (KnowledgeBase, Vec<Diagnostic>) {
 }
 
 /// Reads a file as UTF-8 text, refusing huge, binary and non-UTF-8 files with a clear message.
-fn read_text(path: &Path) -> Result<String, String> {
+pub(crate) fn read_text(path: &Path) -> Result<String, String> {
     let size = std::fs::metadata(path)
         .map_err(|e| format!("cannot read: {e}"))?
         .len();
@@ -442,8 +451,8 @@ pub fn validate(knowledge_base: &KnowledgeBase, dir: &Path) -> Vec<Diagnostic> {
 }
 
 /// Every answer and template against the phrasing rules. Templates are fragments of what is
-/// sent (slots unfilled, pieces of a list), so only the forbidden phrases apply to them; the
-/// handoff notice is also sent whole and must pass every rule. Rendered replies are checked
+/// sent (slots unfilled, pieces of a list), so only the forbidden phrases apply to them; a
+/// template without slots is sent whole and must pass every rule. Rendered replies are checked
 /// again when sent.
 fn check_phrasing(
     knowledge_base: &KnowledgeBase,
@@ -507,7 +516,8 @@ fn check_phrasing(
     for (name, template) in &knowledge_base.templates {
         let location = template_lines.get(name).cloned().unwrap_or_default();
         for (field, text) in [("zh", &template.zh), ("en", &template.en)] {
-            let violations = if name == "handoff" {
+            // A template without slots is sent as it is, so it must pass every rule.
+            let violations = if !text.contains('{') {
                 phrasing::check(rules, text)
             } else {
                 phrasing::check_fragment(rules, text)
@@ -522,7 +532,7 @@ fn check_phrasing(
     diagnostics
 }
 
-fn at(path: &Path, line: usize, message: String) -> Diagnostic {
+pub(crate) fn at(path: &Path, line: usize, message: String) -> Diagnostic {
     Diagnostic {
         location: Location {
             file: path.to_path_buf(),
@@ -533,7 +543,7 @@ fn at(path: &Path, line: usize, message: String) -> Diagnostic {
 }
 
 /// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())]
         .bytes()
         .filter(|&b| b == b'\n')

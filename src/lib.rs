@@ -9,8 +9,19 @@
 //! - `matcher`    — the in-RAM tantivy index; `find` ranks entries for a question.
 //! - `reply`      — renders answers, product-aware answers, clarify and handoff texts.
 //! - `phrasing`   — the approved-phrasing check every outgoing text passes.
-//! - `engine`     — message in, decision and reply out: the only orchestrator.
+//! - `engine`     — one message in, decision and reply out (matching and rendering).
+//! - `dialog`     — after-sales flows from `dialogs/`: steps, checks of answers, endings.
+//! - `case`       — after-sales cases a flow records for the weekly review.
+//! - `handoff`    — why and how urgently a chat goes to a person; the agent's summary line.
+//! - `hours`      — service hours: are agents at their desks, when are they back.
+//! - `bot`        — knowledge base + index + flows + their version, swapped whole on reload.
+//! - `conversation` — a chat's state and memory; `handle` turns a message into an `Outcome`:
+//!   the only orchestrator of a conversation. Pure.
 //! - `eval`       — evaluation sets and their figures.
+//! - `storage`    — the `Store` trait and its SQLite implementation (the only SQL).
+//! - `service`    — the running bot: per-chat ordered turns (load, handle, commit), knowledge
+//!   reload with atomic swap, reminders for unclaimed handoffs. The async shell of the core.
+//! - `channels`   — adapters: `cli` (terminal), `http` (axum: `/api/chat`).
 //! - `config`     — settings; the only module that reads the environment.
 //!
 //! # Invariants
@@ -21,17 +32,25 @@
 //! - Index and queries share one normaliser and one analyzer.
 
 pub mod analyze;
+pub mod bot;
+pub mod case;
 pub mod catalog;
 pub mod channels;
 pub mod config;
+pub mod conversation;
+pub mod dialog;
 pub mod engine;
 mod error;
 pub mod eval;
+pub mod handoff;
+pub mod hours;
 pub mod knowledge;
 pub mod matcher;
 pub mod normalize;
 pub mod phrasing;
 pub mod reply;
+pub mod service;
 pub mod similarity;
+pub mod storage;
 
 pub use error::{Error, Result};

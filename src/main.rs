@@ -4,12 +4,18 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use xiaoer::bot::Bot;
 use xiaoer::channels::cli;
+use xiaoer::channels::http;
 use xiaoer::config::Settings;
 use xiaoer::engine::Engine;
+use xiaoer::hours::ServiceHours;
+use xiaoer::service::{Service, SystemClock};
+use xiaoer::storage::SqliteStore;
 
 #[derive(Parser)]
 #[command(
@@ -21,6 +27,9 @@ struct Cli {
     /// Knowledge base folder (default: knowledge/, or `kb` in xiaoer.toml, or XIAOER_KB).
     #[arg(long, global = true)]
     kb: Option<PathBuf>,
+    /// Dialog flows folder (default: dialogs/, or `dialogs` in xiaoer.toml, or XIAOER_DIALOGS).
+    #[arg(long, global = true)]
+    dialogs: Option<PathBuf>,
     /// Settings file.
     #[arg(long, global = true, default_value = "xiaoer.toml")]
     config: PathBuf,
@@ -36,8 +45,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Chat with the bot in the terminal.
+    /// Chat with the bot in the terminal (flows included; nothing is stored).
     Chat,
+    /// Run the bot: the HTTP chat API, with conversations stored in SQLite.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
+        #[arg(long)]
+        addr: Option<String>,
+        /// Folder of the SQLite store, created if missing (default: data/).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Score `a<TAB>b` question pairs from stdin, one score in [0,1] per line.
     Similarity,
     /// Run an evaluation set and print precision, coverage and handoff recall.
@@ -93,6 +111,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(kb) = cli.kb {
         settings.kb = kb;
     }
+    if let Some(dialogs) = cli.dialogs {
+        settings.dialogs = dialogs;
+    }
     let load =
         || Engine::load(&settings.kb, settings.thresholds).context("loading the knowledge base");
     let stdin = std::io::stdin();
@@ -111,7 +132,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Chat => {
             let interactive = stdin.is_terminal();
-            cli::chat(&load()?, stdin.lock(), stdout.lock(), interactive)?
+            let bot = load_bot(&settings)?;
+            let hours = ServiceHours::parse(&settings.hours)?;
+            cli::chat(&bot, &hours, stdin.lock(), stdout.lock(), interactive)?
+        }
+        Command::Serve { addr, data } => {
+            settings.addr = addr.unwrap_or(settings.addr);
+            settings.data = data.unwrap_or(settings.data);
+            serve(settings)?;
         }
         Command::Similarity => cli::similarity(&load()?, stdin.lock(), stdout.lock())?,
         Command::Eval { file, split } => {
@@ -121,10 +149,68 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: KbCommand::Check { dir, json },
         } => {
             let dir = dir.unwrap_or(settings.kb);
-            if !cli::kb_check(&dir, json, stdout.lock())? {
+            if !cli::kb_check(&dir, &settings.dialogs, json, stdout.lock())? {
                 return Ok(ExitCode::FAILURE);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn load_bot(settings: &Settings) -> Result<Bot> {
+    Bot::load(&settings.kb, &settings.dialogs, settings.thresholds)
+        .context("loading the knowledge base and dialog flows")
+}
+
+/// `xiaoer serve`: loads everything, opens the store, listens, and runs the background work
+/// (knowledge reload, reminders) until Ctrl-C or SIGTERM.
+fn serve(settings: Settings) -> Result<()> {
+    let bot = load_bot(&settings)?;
+    let store = SqliteStore::open_dir(&settings.data)
+        .with_context(|| format!("opening the store in {}", settings.data.display()))?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let service = Arc::new(Service::new(
+            bot,
+            Arc::new(store),
+            Arc::new(SystemClock),
+            settings.clone(),
+        )?);
+        let listener = tokio::net::TcpListener::bind(&settings.addr)
+            .await
+            .with_context(|| format!("listening on {}", settings.addr))?;
+        let address = listener.local_addr()?;
+        println!(
+            "xiaoer listening on http://{address} (knowledge {}, data {})",
+            service.bot().version.hash,
+            settings.data.display()
+        );
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        tokio::spawn(service.clone().run_background());
+        axum::serve(listener, http::router(service))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving HTTP")
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
 }

@@ -30,12 +30,19 @@ pub struct Lexicon {
     /// Greetings dropped when a message says more than hello (你好, 在吗, hi …).
     #[serde(default)]
     pub greetings: Vec<String>,
+    /// Words that show anger (垃圾, 骗子 …): the chat goes to a person with priority.
+    #[serde(default)]
+    pub anger: Vec<String>,
+    /// Whole messages that leave a flow or the queue (算了, never mind …).
+    #[serde(default)]
+    pub leave: Vec<String>,
 }
 
 /// The buyer's language, judged from the script of the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lang {
+    #[default]
     Zh,
     En,
 }
@@ -221,6 +228,22 @@ fn fold(text: &str) -> String {
     out
 }
 
+/// The 0-based index a buyer means by a numbered choice: "2", "第二个", "选2", "second".
+pub fn ordinal(normalized: &str) -> Option<usize> {
+    const ORDINALS: [&[&str]; 5] = [
+        &["1", "一", "第一", "第一个", "第1个", "first", "one"],
+        &["2", "二", "第二", "第二个", "第2个", "second", "two"],
+        &["3", "三", "第三", "第三个", "第3个", "third", "three"],
+        &["4", "四", "第四", "第四个", "第4个", "fourth", "four"],
+        &["5", "五", "第五", "第五个", "第5个", "fifth", "five"],
+    ];
+    let compact: String = normalized.split_whitespace().collect();
+    let compact = compact
+        .trim_start_matches('选')
+        .trim_end_matches(['项', '.', '。', '号']);
+    ORDINALS.iter().position(|words| words.contains(&compact))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +259,7 @@ mod tests {
             .into_iter()
             .collect(),
             greetings: vec!["你好".into(), "在吗".into(), "hi".into()],
+            ..Lexicon::default()
         };
         Normalizer::new(&lexicon).unwrap()
     }

@@ -8,9 +8,11 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use crate::engine::{Considered, Context, Decision, Engine, Reply};
+use crate::bot::Bot;
+use crate::conversation::{self, Conversation, Inbound};
+use crate::engine::{Considered, Decision, Engine};
 use crate::eval::{self, Report};
-use crate::knowledge;
+use crate::hours::ServiceHours;
 
 /// One line of `xiaoer ask --json` output.
 #[derive(Serialize)]
@@ -80,34 +82,47 @@ pub fn ask_json(engine: &Engine, input: impl BufRead, mut output: impl Write) ->
     Ok(())
 }
 
-/// `xiaoer chat`: a conversation in the terminal over the same engine.
+/// `xiaoer chat`: a conversation in the terminal through the same conversation engine as
+/// every channel (flows included), kept in memory. Handoffs are announced, not queued.
 pub fn chat(
-    engine: &Engine,
+    bot: &Bot,
+    hours: &ServiceHours,
     input: impl BufRead,
     mut output: impl Write,
     interactive: bool,
 ) -> Result<()> {
-    let mut context = Context::default();
+    let mut conversation = Conversation::default();
     if interactive {
         writeln!(output, "店小二 — type a question (Ctrl-D to quit)")?;
         write!(output, "> ")?;
         output.flush()?;
     }
     for_each_line(input, |_, text| {
-        let reply = engine.respond(&text, &mut context);
-        writeln!(output, "{}", describe(&reply))?;
-        writeln!(output, "{}", reply.reply)?;
+        let inbound = Inbound {
+            text,
+            attachments: Vec::new(),
+            at_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        let outcome = conversation::handle(bot, hours, &conversation, &inbound);
+        let trace = &outcome.trace;
+        let topic = trace.topic.as_deref().unwrap_or("-");
+        writeln!(
+            output,
+            "[{} {topic} {:.2}] ({})",
+            trace.act.as_str(),
+            trace.confidence,
+            outcome.conversation.state.name()
+        )?;
+        for reply in &outcome.replies {
+            writeln!(output, "{reply}")?;
+        }
+        conversation = outcome.conversation;
         if interactive {
             write!(output, "> ")?;
         }
         output.flush()?;
         Ok(())
     })
-}
-
-fn describe(reply: &Reply) -> String {
-    let topic = reply.topic.as_ref().map(|t| t.as_str()).unwrap_or("-");
-    format!("[{:?} {topic} {:.2}]", reply.action, reply.confidence).to_lowercase()
 }
 
 /// `xiaoer similarity`: `a<TAB>b` lines in, one score per line out.
@@ -203,9 +218,10 @@ pub fn eval(
     Ok(report)
 }
 
-/// `xiaoer kb check DIR`: lists every problem as `file:line: message`; false when any.
-pub fn kb_check(dir: &Path, json: bool, mut output: impl Write) -> Result<bool> {
-    let (knowledge_base, diagnostics) = knowledge::load_dir(dir);
+/// `xiaoer kb check DIR`: lists every problem of the knowledge base and of the dialog flows
+/// as `file:line: message`; false when any.
+pub fn kb_check(dir: &Path, dialogs: &Path, json: bool, mut output: impl Write) -> Result<bool> {
+    let (knowledge_base, flows, diagnostics) = crate::bot::check_dirs(dir, dialogs);
     if json {
         let listing: Vec<_> = diagnostics
             .iter()
@@ -215,10 +231,12 @@ pub fn kb_check(dir: &Path, json: bool, mut output: impl Write) -> Result<bool> 
     } else if diagnostics.is_empty() {
         writeln!(
             output,
-            "{}: {} entries, {} products — no problems found",
+            "{}: {} entries, {} products; {}: {} flows — no problems found",
             dir.display(),
             knowledge_base.entries.len(),
-            knowledge_base.catalog.product.len()
+            knowledge_base.catalog.product.len(),
+            dialogs.display(),
+            flows.flows.len()
         )?;
     } else {
         for diagnostic in &diagnostics {

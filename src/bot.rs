@@ -1,0 +1,92 @@
+//! Everything the bot knows, loaded as one unit: the knowledge base with its index, the dialog
+//! flows, and the version they form. A reload builds a new `Bot` and swaps it whole, so a
+//! reader never sees entries of one version with flows of another.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::Thresholds;
+use crate::dialog::{self, Flows};
+use crate::engine::Engine;
+use crate::knowledge::{self, Diagnostic};
+use crate::{Error, Result};
+
+/// Identifies the files a `Bot` was built from, so a transcript line can be traced to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KnowledgeVersion {
+    /// First 16 hex digits of the SHA-256 over both folders' `*.toml` names and contents.
+    pub hash: String,
+    pub entries: usize,
+    pub flows: usize,
+}
+
+pub struct Bot {
+    pub engine: Engine,
+    pub flows: Flows,
+    pub version: KnowledgeVersion,
+}
+
+impl Bot {
+    /// Loads and validates both folders and builds the index; any diagnostic refuses.
+    pub fn load(kb_dir: &Path, dialogs_dir: &Path, thresholds: Thresholds) -> Result<Bot> {
+        let (knowledge_base, flows, diagnostics) = check_dirs(kb_dir, dialogs_dir);
+        if !diagnostics.is_empty() {
+            let listing: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+            return Err(Error::InvalidKnowledge {
+                path: kb_dir.to_path_buf(),
+                count: diagnostics.len(),
+                listing: listing.join("\n"),
+            });
+        }
+        let version = KnowledgeVersion {
+            hash: content_hash(&[kb_dir, dialogs_dir]),
+            entries: knowledge_base.entries.len(),
+            flows: flows.flows.len(),
+        };
+        let engine = Engine::build(knowledge_base, thresholds)?;
+        Ok(Bot {
+            engine,
+            flows,
+            version,
+        })
+    }
+}
+
+/// Reads and validates the knowledge base and the flows (the flows against the entries).
+pub fn check_dirs(
+    kb_dir: &Path,
+    dialogs_dir: &Path,
+) -> (knowledge::KnowledgeBase, Flows, Vec<Diagnostic>) {
+    let (knowledge_base, mut diagnostics) = knowledge::load_dir(kb_dir);
+    let (flows, flow_diagnostics) = dialog::load_dir(dialogs_dir, &knowledge_base);
+    diagnostics.extend(flow_diagnostics);
+    (knowledge_base, flows, diagnostics)
+}
+
+/// SHA-256 over the sorted `*.toml` files of the folders (names and bytes), as 16 hex digits.
+pub fn content_hash(dirs: &[&Path]) -> String {
+    let mut hasher = Sha256::new();
+    for dir in dirs {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|listing| {
+                listing
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort();
+        for path in paths {
+            hasher.update(
+                path.file_name()
+                    .map(|n| n.as_encoded_bytes())
+                    .unwrap_or_default(),
+            );
+            hasher.update(std::fs::read(&path).unwrap_or_default());
+        }
+    }
+    let digest = hasher.finalize();
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}

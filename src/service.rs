@@ -1,0 +1,274 @@
+//! The running bot, shared by every channel: the current `Bot` (swapped whole when staff edit
+//! `knowledge/` or `dialogs/`), the store, the clock. One turn per message: load the chat,
+//! `conversation::handle`, commit — messages of one chat strictly in arrival order, chats in
+//! parallel. The async shell around the pure core; SQLite runs on blocking threads.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::bot::{content_hash, Bot};
+use crate::config::Settings;
+use crate::conversation::{self, Act, ChatKey, Inbound};
+use crate::dialog::Attachment;
+use crate::hours::ServiceHours;
+use crate::storage::{Store, StoreError, Turn};
+use crate::{reply, Result};
+
+/// Where the time comes from (tests move it by hand).
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
+/// What a channel gets back for one message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Handled {
+    pub replies: Vec<String>,
+    pub action: Act,
+    pub topic: Option<String>,
+    pub confidence: f32,
+    /// `bot`, `flow`, `waiting` or `agent` after the message.
+    pub state: &'static str,
+    /// The handoff this message created, if any.
+    pub handoff: Option<i64>,
+}
+
+/// The last reload that was refused, for logs and the agent console.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReloadProblem {
+    pub hash: String,
+    pub at_ms: i64,
+    pub problems: String,
+}
+
+pub struct Service {
+    bot: RwLock<Arc<Bot>>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    hours: ServiceHours,
+    settings: Settings,
+    /// One lock per chat with a message in flight, so its turns never interleave.
+    chats: Mutex<HashMap<ChatKey, Arc<tokio::sync::Mutex<()>>>>,
+    last_problem: RwLock<Option<ReloadProblem>>,
+}
+
+impl Service {
+    /// A service over a loaded bot; records the knowledge version it starts with.
+    pub fn new(
+        bot: Bot,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Result<Service> {
+        let hours = ServiceHours::parse(&settings.hours)?;
+        let source = describe_source(&settings.kb, &settings.dialogs, "start-up");
+        store
+            .record_knowledge(&bot.version, &source, clock.now_ms())
+            .map_err(|e| crate::Error::Config(e.to_string()))?;
+        Ok(Service {
+            bot: RwLock::new(Arc::new(bot)),
+            store,
+            clock,
+            hours,
+            settings,
+            chats: Mutex::new(HashMap::new()),
+            last_problem: RwLock::new(None),
+        })
+    }
+
+    /// The bot serving now; a reload never changes the one a caller already holds.
+    pub fn bot(&self) -> Arc<Bot> {
+        self.bot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn last_reload_problem(&self) -> Option<ReloadProblem> {
+        self.last_problem
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Handles one buyer message: after every earlier message of the same chat, stored before
+    /// the replies are returned.
+    pub async fn receive(
+        &self,
+        chat: ChatKey,
+        text: String,
+        attachments: Vec<Attachment>,
+    ) -> std::result::Result<Handled, StoreError> {
+        let lock = self.chat_lock(&chat);
+        let guard = lock.clone().lock_owned().await;
+        let bot = self.bot();
+        let store = self.store.clone();
+        let hours = self.hours.clone();
+        let inbound = Inbound {
+            text,
+            attachments,
+            at_ms: self.clock.now_ms(),
+        };
+        let turn_chat = chat.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let conversation = store.conversation(&turn_chat)?;
+            let outcome = conversation::handle(&bot, &hours, &conversation, &inbound);
+            let committed = store.commit_turn(&Turn {
+                chat: &turn_chat,
+                inbound: &inbound,
+                outcome: &outcome,
+                knowledge_version: &bot.version.hash,
+            })?;
+            Ok(Handled {
+                replies: outcome.replies,
+                action: outcome.trace.act,
+                topic: outcome.trace.topic,
+                confidence: outcome.trace.confidence,
+                state: outcome.conversation.state.name(),
+                handoff: committed.handoff,
+            })
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError(format!("turn panicked: {e}"))));
+        drop(guard);
+        self.forget_idle_lock(&chat, lock);
+        result
+    }
+
+    fn chat_lock(&self, chat: &ChatKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut chats = self.chats.lock().unwrap_or_else(|e| e.into_inner());
+        chats.entry(chat.clone()).or_default().clone()
+    }
+
+    /// Drops a chat's lock when no other message of the chat holds or waits for it.
+    fn forget_idle_lock(&self, chat: &ChatKey, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut chats = self.chats.lock().unwrap_or_else(|e| e.into_inner());
+        // Ours and the map's: nobody else is waiting.
+        if Arc::strong_count(&lock) == 2 {
+            chats.remove(chat);
+        }
+    }
+
+    /// Reminds every buyer whose handoff has waited longer than `remind_after_s` unclaimed
+    /// (POLICIES.md §4: nobody waits in silence). Returns how many were reminded.
+    pub async fn send_reminders(&self) -> std::result::Result<usize, StoreError> {
+        let bot = self.bot();
+        let store = self.store.clone();
+        let now = self.clock.now_ms();
+        let before = now - (self.settings.remind_after_s as i64) * 1000;
+        tokio::task::spawn_blocking(move || {
+            let mut sent = 0;
+            for handoff in store.due_reminders(before)? {
+                let lang = store.conversation(&handoff.chat)?.memory.lang;
+                let text = reply::template(bot.engine.knowledge_base(), "still_waiting", lang, &[]);
+                if store.remind(handoff.id, &text, now, &bot.version.hash)? {
+                    sent += 1;
+                }
+            }
+            Ok(sent)
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError(format!("reminders panicked: {e}"))))
+    }
+
+    /// Loads `kb` and `dialogs` again if their content changed. A valid new version is swapped
+    /// in whole and recorded; an invalid one is refused, logged, and the old one keeps serving.
+    /// Returns whether a new version went live.
+    pub fn reload_if_changed(&self) -> bool {
+        let (kb, dialogs) = (&self.settings.kb, &self.settings.dialogs);
+        let hash = content_hash(&[kb, dialogs]);
+        let current = self.bot().version.hash.clone();
+        let already_refused = self.last_reload_problem().is_some_and(|p| p.hash == hash);
+        if hash == current || already_refused {
+            return false;
+        }
+        let now = self.clock.now_ms();
+        match Bot::load(kb, dialogs, self.settings.thresholds) {
+            Ok(bot) => {
+                let source = describe_source(kb, dialogs, "file change");
+                if let Err(error) = self.store.record_knowledge(&bot.version, &source, now) {
+                    tracing::error!(%error, "could not record the knowledge version; keeping the old one");
+                    return false;
+                }
+                tracing::info!(version = %bot.version.hash, entries = bot.version.entries, flows = bot.version.flows, %source, "knowledge reloaded");
+                *self.bot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(bot);
+                *self.last_problem.write().unwrap_or_else(|e| e.into_inner()) = None;
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "edited knowledge is invalid; still serving version {current}");
+                *self.last_problem.write().unwrap_or_else(|e| e.into_inner()) =
+                    Some(ReloadProblem {
+                        hash,
+                        at_ms: now,
+                        problems: error.to_string(),
+                    });
+                false
+            }
+        }
+    }
+
+    /// Runs until the process ends: watches the knowledge folders and sends reminders.
+    pub async fn run_background(self: Arc<Self>) {
+        let interval = Duration::from_millis(self.settings.reload_interval_ms.max(100));
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let service = self.clone();
+            let _ = tokio::task::spawn_blocking(move || service.reload_if_changed()).await;
+            if let Err(error) = self.send_reminders().await {
+                tracing::error!(%error, "sending reminders failed");
+            }
+        }
+    }
+}
+
+/// Who or what produced the knowledge now on disk: the event, and the last git commit that
+/// touched the folders (with a note when the files differ from it), when they are in a repo.
+fn describe_source(kb: &Path, dialogs: &Path, event: &str) -> String {
+    let git = |dir: &PathBuf, args: &[&str]| -> Option<String> {
+        let output = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    };
+    let kb = kb.to_path_buf();
+    let dialogs = dialogs.to_path_buf();
+    let Some(commit) =
+        git(&kb, &["log", "-1", "--format=%h %an: %s", "--", "."]).filter(|c| !c.is_empty())
+    else {
+        return event.to_string();
+    };
+    let edited = [&kb, &dialogs]
+        .iter()
+        .any(|dir| git(dir, &["status", "--porcelain", "--", "."]).is_some_and(|s| !s.is_empty()));
+    if edited {
+        format!("{event}; uncommitted edits on top of git {commit}")
+    } else {
+        format!("{event}; git {commit}")
+    }
+}

@@ -1,0 +1,185 @@
+//! Where conversations, messages, cases, handoffs and knowledge versions are kept. The `Store`
+//! trait is what the rest of the program uses; `sqlite` is the embedded default (a PostgreSQL
+//! store for several bot instances would implement the same trait). Stores are synchronous:
+//! async callers use `spawn_blocking`.
+//!
+//! A turn is stored in one transaction (buyer message, replies, state, case, handoff), so a
+//! crash loses either the whole turn or nothing.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::bot::KnowledgeVersion;
+use crate::conversation::{ChatKey, Conversation, Inbound, Outcome};
+use crate::dialog::Attachment;
+use crate::engine::Considered;
+
+pub use sqlite::SqliteStore;
+
+/// A store failure (I/O, corruption, a bug in a query). Never caused by buyer input.
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sender {
+    Buyer,
+    Bot,
+    Agent,
+}
+
+impl Sender {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sender::Buyer => "buyer",
+            Sender::Bot => "bot",
+            Sender::Agent => "agent",
+        }
+    }
+
+    fn parse(text: &str) -> Sender {
+        match text {
+            "buyer" => Sender::Buyer,
+            "agent" => Sender::Agent,
+            _ => Sender::Bot,
+        }
+    }
+}
+
+/// A stored message, inbound or outbound.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredMessage {
+    pub id: i64,
+    #[serde(skip)]
+    pub chat: ChatKey,
+    pub from: Sender,
+    pub text: String,
+    pub at_ms: i64,
+    /// For bot messages: what it did, about which topic, how sure, from which knowledge.
+    pub act: Option<String>,
+    pub topic: Option<String>,
+    pub confidence: Option<f32>,
+    pub knowledge_version: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// The agent who wrote it, for agent messages.
+    pub agent: Option<String>,
+}
+
+/// A handoff in the queue or done with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandoffRecord {
+    pub id: i64,
+    #[serde(skip)]
+    pub chat: ChatKey,
+    pub created_ms: i64,
+    pub reason: String,
+    pub priority: String,
+    /// waiting, claimed, released, closed or cancelled.
+    pub state: String,
+    pub agent: Option<String>,
+    pub summary: String,
+    pub candidates: Vec<Considered>,
+    pub collected: BTreeMap<String, String>,
+    pub evidence: Vec<Attachment>,
+    pub case_id: Option<i64>,
+    pub reminded_ms: Option<i64>,
+}
+
+/// A recorded after-sales case.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaseRecord {
+    pub id: i64,
+    #[serde(skip)]
+    pub chat: ChatKey,
+    pub created_ms: i64,
+    pub kind: String,
+    pub order: Option<String>,
+    pub description: Option<String>,
+    pub remedy: Option<String>,
+    pub responsible: String,
+    pub evidence: Vec<Attachment>,
+    pub collected: BTreeMap<String, String>,
+    pub status: String,
+}
+
+/// A knowledge version the bot served.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KnowledgeRecord {
+    pub hash: String,
+    pub loaded_ms: i64,
+    /// Who or what changed it: start-up, a file edit, the git commit.
+    pub source: String,
+    pub entries: usize,
+    pub flows: usize,
+}
+
+/// One handled message, to be stored whole.
+pub struct Turn<'a> {
+    pub chat: &'a ChatKey,
+    pub inbound: &'a Inbound,
+    pub outcome: &'a Outcome,
+    pub knowledge_version: &'a str,
+}
+
+/// What storing a turn created.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Committed {
+    pub handoff: Option<i64>,
+    pub case: Option<i64>,
+}
+
+/// Why a claim was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimRefused {
+    Missing,
+    /// Another agent holds it (their name).
+    HeldBy(String),
+    /// It is no longer waiting (closed, cancelled, released).
+    NotWaiting(String),
+}
+
+/// Everything the program keeps.
+pub trait Store: Send + Sync {
+    /// The chat's conversation; a new chat starts with the bot.
+    fn conversation(&self, chat: &ChatKey) -> StoreResult<Conversation>;
+    /// Stores a turn atomically: the buyer's message, the replies, the next state, the case
+    /// and the handoff (linked to each other), updates of the open handoff.
+    fn commit_turn(&self, turn: &Turn) -> StoreResult<Committed>;
+    /// The chat's messages with an id above `after`, oldest first.
+    fn messages(&self, chat: &ChatKey, after: i64) -> StoreResult<Vec<StoredMessage>>;
+    fn handoff(&self, id: i64) -> StoreResult<Option<HandoffRecord>>;
+    /// Waiting and claimed handoffs: urgent first, then oldest first.
+    fn open_handoffs(&self) -> StoreResult<Vec<HandoffRecord>>;
+    fn cases(&self) -> StoreResult<Vec<CaseRecord>>;
+    /// Gives the chat of a waiting handoff to `agent`; the chat's state becomes `agent`.
+    fn claim(&self, handoff: i64, agent: &str, at_ms: i64)
+        -> StoreResult<Result<(), ClaimRefused>>;
+    /// Hands the chat back to the bot and ends the handoff.
+    fn release(&self, handoff: i64, at_ms: i64) -> StoreResult<bool>;
+    /// Waiting handoffs created at or before `before_ms` that got no reminder yet.
+    fn due_reminders(&self, before_ms: i64) -> StoreResult<Vec<HandoffRecord>>;
+    /// Sends the reminder of a waiting handoff (stored as a bot message to its chat) and marks
+    /// it reminded, in one transaction; false if it was claimed or reminded meanwhile.
+    fn remind(
+        &self,
+        handoff: i64,
+        text: &str,
+        at_ms: i64,
+        knowledge_version: &str,
+    ) -> StoreResult<bool>;
+    /// Records a knowledge version the bot started serving.
+    fn record_knowledge(
+        &self,
+        version: &KnowledgeVersion,
+        source: &str,
+        at_ms: i64,
+    ) -> StoreResult<()>;
+    fn knowledge_versions(&self) -> StoreResult<Vec<KnowledgeRecord>>;
+}

@@ -1,0 +1,543 @@
+//! The embedded store: one SQLite file (WAL journal, so a killed process loses no committed
+//! turn), schema by migrations. The only file with SQL in it.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use rusqlite_migration::{Migrations, M};
+
+use super::{
+    CaseRecord, ClaimRefused, Committed, HandoffRecord, KnowledgeRecord, Sender, Store, StoreError,
+    StoreResult, StoredMessage, Turn,
+};
+use crate::bot::KnowledgeVersion;
+use crate::conversation::{ChatKey, ChatState, Conversation};
+
+/// The schema, one step per release; never edit a step that has shipped, add one.
+const MIGRATIONS: &[M<'static>] = &[M::up(
+    "CREATE TABLE chats (
+        channel TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (channel, chat_id)
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        sender TEXT NOT NULL CHECK (sender IN ('buyer', 'bot', 'agent')),
+        text TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        act TEXT,
+        topic TEXT,
+        confidence REAL,
+        knowledge_version TEXT,
+        attachments TEXT NOT NULL DEFAULT '[]',
+        agent TEXT
+    );
+    CREATE INDEX messages_by_chat ON messages (channel, chat_id, id);
+    CREATE TABLE cases (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        order_no TEXT,
+        description TEXT,
+        remedy TEXT,
+        responsible TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        collected TEXT NOT NULL,
+        status TEXT NOT NULL,
+        outcome TEXT,
+        closed_ms INTEGER
+    );
+    CREATE TABLE handoffs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        agent TEXT,
+        summary TEXT NOT NULL,
+        candidates TEXT NOT NULL,
+        collected TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        case_id INTEGER REFERENCES cases (id),
+        reminded_ms INTEGER,
+        claimed_ms INTEGER,
+        ended_ms INTEGER
+    );
+    CREATE INDEX handoffs_open ON handoffs (state, priority, created_ms);
+    CREATE INDEX handoffs_by_chat ON handoffs (channel, chat_id, state);
+    CREATE TABLE knowledge_versions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        hash TEXT NOT NULL,
+        loaded_ms INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        entries INTEGER NOT NULL,
+        flows INTEGER NOT NULL
+    );",
+)];
+
+const HANDOFF_COLUMNS: &str = "id, channel, chat_id, created_ms, reason, priority, state, agent, summary, candidates, collected, evidence, case_id, reminded_ms";
+
+pub struct SqliteStore {
+    connection: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) `xiaoer.sqlite3` in `dir` and brings its schema up to date.
+    pub fn open_dir(dir: &Path) -> StoreResult<SqliteStore> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("xiaoer.sqlite3");
+        let connection = Connection::open(&path)
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(sql)?;
+        SqliteStore::with_connection(connection)
+    }
+
+    /// A store that lives in memory (the REPL, tests).
+    pub fn open_in_memory() -> StoreResult<SqliteStore> {
+        let connection = Connection::open_in_memory().map_err(sql)?;
+        SqliteStore::with_connection(connection)
+    }
+
+    fn with_connection(mut connection: Connection) -> StoreResult<SqliteStore> {
+        Migrations::from_slice(MIGRATIONS)
+            .to_latest(&mut connection)
+            .map_err(|e| StoreError(format!("schema migration failed: {e}")))?;
+        Ok(SqliteStore {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
+        self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn sql(error: rusqlite::Error) -> StoreError {
+    StoreError(error.to_string())
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn from_json<T: serde::de::DeserializeOwned + Default>(text: String) -> T {
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+fn chat_of(row: &Row, channel: usize) -> rusqlite::Result<ChatKey> {
+    let channel_name: String = row.get(channel)?;
+    let id: String = row.get(channel + 1)?;
+    Ok(ChatKey::parse(&channel_name, &id)
+        .unwrap_or_else(|| ChatKey::parse("unknown", "invalid").expect("a valid placeholder key")))
+}
+
+fn handoff_of(row: &Row) -> rusqlite::Result<HandoffRecord> {
+    let priority: i64 = row.get(5)?;
+    Ok(HandoffRecord {
+        id: row.get(0)?,
+        chat: chat_of(row, 1)?,
+        created_ms: row.get(3)?,
+        reason: row.get(4)?,
+        priority: if priority == 1 { "urgent" } else { "normal" }.to_string(),
+        state: row.get(6)?,
+        agent: row.get(7)?,
+        summary: row.get(8)?,
+        candidates: from_json(row.get(9)?),
+        collected: from_json(row.get(10)?),
+        evidence: from_json(row.get(11)?),
+        case_id: row.get(12)?,
+        reminded_ms: row.get(13)?,
+    })
+}
+
+fn insert_message(
+    tx: &Transaction,
+    chat: &ChatKey,
+    sender: Sender,
+    text: &str,
+    at_ms: i64,
+    trace: Option<(&str, Option<&str>, f32, &str)>,
+    attachments: &str,
+) -> rusqlite::Result<()> {
+    let (act, topic, confidence, version) = match trace {
+        Some((act, topic, confidence, version)) => {
+            (Some(act), topic, Some(confidence), Some(version))
+        }
+        None => (None, None, None, None),
+    };
+    tx.execute(
+        "INSERT INTO messages (channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![chat.channel(), chat.id(), sender.as_str(), text, at_ms, act, topic, confidence, version, attachments],
+    )?;
+    Ok(())
+}
+
+fn save_conversation(
+    tx: &Transaction,
+    chat: &ChatKey,
+    conversation: &Conversation,
+    at_ms: i64,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO chats (channel, chat_id, state, conversation, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (channel, chat_id) DO UPDATE SET state = ?3, conversation = ?4, updated_ms = ?5",
+        params![chat.channel(), chat.id(), conversation.state.name(), json(conversation), at_ms],
+    )?;
+    Ok(())
+}
+
+fn load_conversation(connection: &Connection, chat: &ChatKey) -> rusqlite::Result<Conversation> {
+    let stored: Option<String> = connection
+        .query_row(
+            "SELECT conversation FROM chats WHERE channel = ?1 AND chat_id = ?2",
+            params![chat.channel(), chat.id()],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(stored.map(from_json).unwrap_or_default())
+}
+
+/// The chat's waiting or claimed handoff.
+fn open_handoff_of(tx: &Transaction, chat: &ChatKey) -> rusqlite::Result<Option<i64>> {
+    tx.query_row(
+        "SELECT id FROM handoffs WHERE channel = ?1 AND chat_id = ?2 AND state IN ('waiting', 'claimed') ORDER BY id DESC LIMIT 1",
+        params![chat.channel(), chat.id()],
+        |row| row.get(0),
+    )
+    .optional()
+}
+
+impl Store for SqliteStore {
+    fn conversation(&self, chat: &ChatKey) -> StoreResult<Conversation> {
+        load_conversation(&self.lock(), chat).map_err(sql)
+    }
+
+    fn commit_turn(&self, turn: &Turn) -> StoreResult<Committed> {
+        let mut connection = self.lock();
+        let tx = connection.transaction().map_err(sql)?;
+        let outcome = turn.outcome;
+        let chat = turn.chat;
+        let at_ms = turn.inbound.at_ms;
+        insert_message(
+            &tx,
+            chat,
+            Sender::Buyer,
+            &turn.inbound.text,
+            at_ms,
+            None,
+            &json(&turn.inbound.attachments),
+        )
+        .map_err(sql)?;
+        let trace = &outcome.trace;
+        for reply in &outcome.replies {
+            let details = (
+                trace.act.as_str(),
+                trace.topic.as_deref(),
+                trace.confidence,
+                turn.knowledge_version,
+            );
+            insert_message(&tx, chat, Sender::Bot, reply, at_ms, Some(details), "[]")
+                .map_err(sql)?;
+        }
+        let mut committed = Committed::default();
+        if let Some(case) = &outcome.case {
+            tx.execute(
+                "INSERT INTO cases (channel, chat_id, created_ms, kind, order_no, description, remedy, responsible, evidence, collected, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![chat.channel(), chat.id(), at_ms, case.kind, case.order, case.description, case.remedy,
+                        case.responsible.as_str(), json(&case.evidence), json(&case.collected), case.status.as_str()],
+            ).map_err(sql)?;
+            committed.case = Some(tx.last_insert_rowid());
+        }
+        let open = open_handoff_of(&tx, chat).map_err(sql)?;
+        if let Some(handoff) = &outcome.handoff {
+            tx.execute(
+                "INSERT INTO handoffs (channel, chat_id, created_ms, reason, priority, state, summary, candidates, collected, evidence, case_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'waiting', ?6, ?7, ?8, ?9, ?10)",
+                params![chat.channel(), chat.id(), at_ms, handoff.reason.as_str(), handoff.priority as i64,
+                        handoff.summary, json(&handoff.candidates), json(&handoff.collected), json(&handoff.evidence), committed.case],
+            ).map_err(sql)?;
+            committed.handoff = Some(tx.last_insert_rowid());
+        } else if let Some(open) = open {
+            if let Some((collected, evidence)) = &outcome.handoff_details {
+                tx.execute(
+                    "UPDATE handoffs SET collected = ?2, evidence = ?3 WHERE id = ?1",
+                    params![open, json(collected), json(evidence)],
+                )
+                .map_err(sql)?;
+            }
+            if let Some(case) = committed.case {
+                tx.execute(
+                    "UPDATE handoffs SET case_id = ?2 WHERE id = ?1",
+                    params![open, case],
+                )
+                .map_err(sql)?;
+            }
+            if outcome.cancel_handoff {
+                tx.execute(
+                    "UPDATE handoffs SET state = 'cancelled', ended_ms = ?2 WHERE id = ?1 AND state = 'waiting'",
+                    params![open, at_ms],
+                )
+                .map_err(sql)?;
+            }
+        }
+        save_conversation(&tx, chat, &outcome.conversation, at_ms).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(committed)
+    }
+
+    fn messages(&self, chat: &ChatKey, after: i64) -> StoreResult<Vec<StoredMessage>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT id, channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments, agent
+                 FROM messages WHERE channel = ?1 AND chat_id = ?2 AND id > ?3 ORDER BY id",
+            )
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![chat.channel(), chat.id(), after], |row| {
+                let sender: String = row.get(3)?;
+                Ok(StoredMessage {
+                    id: row.get(0)?,
+                    chat: chat_of(row, 1)?,
+                    from: Sender::parse(&sender),
+                    text: row.get(4)?,
+                    at_ms: row.get(5)?,
+                    act: row.get(6)?,
+                    topic: row.get(7)?,
+                    confidence: row.get::<_, Option<f64>>(8)?.map(|c| c as f32),
+                    knowledge_version: row.get(9)?,
+                    attachments: from_json(row.get(10)?),
+                    agent: row.get(11)?,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
+    fn handoff(&self, id: i64) -> StoreResult<Option<HandoffRecord>> {
+        let connection = self.lock();
+        connection
+            .query_row(
+                &format!("SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = ?1"),
+                params![id],
+                handoff_of,
+            )
+            .optional()
+            .map_err(sql)
+    }
+
+    fn open_handoffs(&self) -> StoreResult<Vec<HandoffRecord>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE state IN ('waiting', 'claimed') ORDER BY priority, created_ms, id"
+            ))
+            .map_err(sql)?;
+        let rows = statement.query_map([], handoff_of).map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
+    fn cases(&self) -> StoreResult<Vec<CaseRecord>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT id, channel, chat_id, created_ms, kind, order_no, description, remedy, responsible, evidence, collected, status
+                 FROM cases ORDER BY id",
+            )
+            .map_err(sql)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(CaseRecord {
+                    id: row.get(0)?,
+                    chat: chat_of(row, 1)?,
+                    created_ms: row.get(3)?,
+                    kind: row.get(4)?,
+                    order: row.get(5)?,
+                    description: row.get(6)?,
+                    remedy: row.get(7)?,
+                    responsible: row.get(8)?,
+                    evidence: from_json(row.get(9)?),
+                    collected: from_json(row.get(10)?),
+                    status: row.get(11)?,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
+    fn claim(
+        &self,
+        handoff: i64,
+        agent: &str,
+        at_ms: i64,
+    ) -> StoreResult<Result<(), ClaimRefused>> {
+        let mut connection = self.lock();
+        let tx = connection.transaction().map_err(sql)?;
+        let found: Option<(String, Option<String>, String, String)> = tx
+            .query_row(
+                "SELECT state, agent, channel, chat_id FROM handoffs WHERE id = ?1",
+                params![handoff],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        let Some((state, holder, channel, chat_id)) = found else {
+            return Ok(Err(ClaimRefused::Missing));
+        };
+        match (state.as_str(), holder) {
+            ("waiting", _) => {}
+            ("claimed", Some(holder)) if holder == agent => return Ok(Ok(())),
+            ("claimed", Some(holder)) => return Ok(Err(ClaimRefused::HeldBy(holder))),
+            (other, _) => return Ok(Err(ClaimRefused::NotWaiting(other.to_string()))),
+        }
+        tx.execute(
+            "UPDATE handoffs SET state = 'claimed', agent = ?2, claimed_ms = ?3 WHERE id = ?1",
+            params![handoff, agent, at_ms],
+        )
+        .map_err(sql)?;
+        let chat = ChatKey::parse(&channel, &chat_id)
+            .ok_or_else(|| StoreError(format!("bad chat key {channel}:{chat_id}")))?;
+        let mut conversation = load_conversation(&tx, &chat).map_err(sql)?;
+        conversation.state = ChatState::Agent {
+            agent: agent.to_string(),
+        };
+        save_conversation(&tx, &chat, &conversation, at_ms).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(Ok(()))
+    }
+
+    fn release(&self, handoff: i64, at_ms: i64) -> StoreResult<bool> {
+        let mut connection = self.lock();
+        let tx = connection.transaction().map_err(sql)?;
+        let found: Option<(String, String)> = tx
+            .query_row(
+                "SELECT channel, chat_id FROM handoffs WHERE id = ?1 AND state IN ('waiting', 'claimed')",
+                params![handoff],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        let Some((channel, chat_id)) = found else {
+            return Ok(false);
+        };
+        tx.execute(
+            "UPDATE handoffs SET state = 'released', ended_ms = ?2 WHERE id = ?1",
+            params![handoff, at_ms],
+        )
+        .map_err(sql)?;
+        let chat = ChatKey::parse(&channel, &chat_id)
+            .ok_or_else(|| StoreError(format!("bad chat key {channel}:{chat_id}")))?;
+        let mut conversation = load_conversation(&tx, &chat).map_err(sql)?;
+        conversation.state = ChatState::Bot;
+        conversation.memory.unanswered = None;
+        save_conversation(&tx, &chat, &conversation, at_ms).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(true)
+    }
+
+    fn due_reminders(&self, before_ms: i64) -> StoreResult<Vec<HandoffRecord>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE state = 'waiting' AND reminded_ms IS NULL AND created_ms <= ?1 ORDER BY id"
+            ))
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![before_ms], handoff_of)
+            .map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
+    fn remind(
+        &self,
+        handoff: i64,
+        text: &str,
+        at_ms: i64,
+        knowledge_version: &str,
+    ) -> StoreResult<bool> {
+        let mut connection = self.lock();
+        let tx = connection.transaction().map_err(sql)?;
+        let found: Option<(String, String)> = tx
+            .query_row(
+                "SELECT channel, chat_id FROM handoffs WHERE id = ?1 AND state = 'waiting' AND reminded_ms IS NULL",
+                params![handoff],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        let Some((channel, chat_id)) = found else {
+            return Ok(false);
+        };
+        let chat = ChatKey::parse(&channel, &chat_id)
+            .ok_or_else(|| StoreError(format!("bad chat key {channel}:{chat_id}")))?;
+        tx.execute(
+            "UPDATE handoffs SET reminded_ms = ?2 WHERE id = ?1",
+            params![handoff, at_ms],
+        )
+        .map_err(sql)?;
+        insert_message(
+            &tx,
+            &chat,
+            Sender::Bot,
+            text,
+            at_ms,
+            Some(("hold", None, 0.0, knowledge_version)),
+            "[]",
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(true)
+    }
+
+    fn record_knowledge(
+        &self,
+        version: &KnowledgeVersion,
+        source: &str,
+        at_ms: i64,
+    ) -> StoreResult<()> {
+        self.lock()
+            .execute(
+                "INSERT INTO knowledge_versions (hash, loaded_ms, source, entries, flows) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![version.hash, at_ms, source, version.entries as i64, version.flows as i64],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    fn knowledge_versions(&self) -> StoreResult<Vec<KnowledgeRecord>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached("SELECT hash, loaded_ms, source, entries, flows FROM knowledge_versions ORDER BY id")
+            .map_err(sql)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(KnowledgeRecord {
+                    hash: row.get(0)?,
+                    loaded_ms: row.get(1)?,
+                    source: row.get(2)?,
+                    entries: row.get::<_, i64>(3)? as usize,
+                    flows: row.get::<_, i64>(4)? as usize,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+}
