@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::dialog::{Attachment, Flow, Party, Progress};
+use crate::dialog::{Attachment, Collect, Flow, Party, Progress};
 
 /// Where a case stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,7 +66,12 @@ impl NewCase {
         NewCase {
             kind: flow.id.to_string(),
             order: field("order"),
-            description: field("description"),
+            // The buyer's own words: the first free-text step of the flow.
+            description: flow
+                .steps
+                .iter()
+                .find(|s| matches!(s.collect, Collect::Text { .. }))
+                .and_then(|s| field(&s.id)),
             remedy: field("remedy"),
             responsible,
             evidence: progress.evidence.clone(),

@@ -337,13 +337,15 @@ impl<'a> Turn<'a> {
         }
         let mut context = self.outcome.conversation.memory.context.clone();
         let mut reply = self.bot.engine.respond(&self.inbound.text, &mut context);
-        if reply.action != Decision::Answer && reply.action != Decision::Dialog {
+        // Judged on the message as it stands: saying again what the bot asked about is a
+        // repeat even if the words alone could be guessed at.
+        let repeated = self.repeats_last_question(&reply);
+        if !repeated && reply.action != Decision::Answer && reply.action != Decision::Dialog {
             if let Some(better) = self.follow_up(&context) {
                 reply = better.0;
                 context = better.1;
             }
         }
-        let repeated = self.repeats_last_question(&reply);
         self.memory().context = context;
         if repeated {
             let message = self.inbound.text.clone();
@@ -406,12 +408,11 @@ impl<'a> Turn<'a> {
     /// "那退货呢" after a question about exchanges: without its marker the message may be
     /// clear on its own; otherwise read it together with the previous question.
     fn follow_up(&self, context: &Context) -> Option<(Reply, Context)> {
+        // A first message has nothing to follow up on.
+        let last = self.outcome.conversation.memory.last_question.as_ref()?;
         let stripped = strip_follow_up_marker(&self.inbound.text)?;
         let engine = &self.bot.engine;
-        let mut attempts = vec![stripped.clone()];
-        if let Some(last) = &self.outcome.conversation.memory.last_question {
-            attempts.push(format!("{last} {stripped}"));
-        }
+        let attempts = [stripped.clone(), format!("{last} {stripped}")];
         attempts.into_iter().find_map(|text| {
             let mut context = context.clone();
             let reply = engine.respond(&text, &mut context);

@@ -312,17 +312,28 @@ fn accept(
             let picked = match ordinal(answer.normalized) {
                 Some(index) => choices.get(index),
                 None => {
-                    let matching: Vec<&Choice> = choices
+                    // The option whose matched word is longest wins ("not shipped" over
+                    // "shipped"); two options named alike ("换货还是退货") is a question.
+                    let longest = |choice: &Choice| {
+                        choice
+                            .words
+                            .iter()
+                            .map(|w| normalizer.normalize(w))
+                            .filter(|w| !w.is_empty() && contains_phrase(answer.normalized, w))
+                            .map(|w| w.chars().count())
+                            .max()
+                    };
+                    let scored: Vec<(usize, &Choice)> = choices
                         .iter()
-                        .filter(|c| {
-                            c.words.iter().any(|w| {
-                                let word = normalizer.normalize(w);
-                                !word.is_empty() && contains_phrase(answer.normalized, &word)
-                            })
-                        })
+                        .filter_map(|c| longest(c).map(|n| (n, c)))
                         .collect();
-                    // Two options named at once ("换货还是退货") is a question, not a choice.
-                    (matching.len() == 1).then(|| matching[0])
+                    let best = scored.iter().map(|(n, _)| *n).max()?;
+                    let winners: Vec<&Choice> = scored
+                        .iter()
+                        .filter(|(n, _)| *n == best)
+                        .map(|(_, c)| *c)
+                        .collect();
+                    (winners.len() == 1).then(|| winners[0])
                 }
             }?;
             Some((picked.value.clone(), picked.next.clone()))

@@ -17,3 +17,124 @@ pub fn engine() -> &'static Engine {
         Engine::load(&repo_path("knowledge"), Thresholds::default()).expect("knowledge/ loads")
     })
 }
+
+/// A clock the test moves by hand.
+pub struct ManualClock(pub std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn set(&self, at_ms: i64) {
+        self.0.store(at_ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn advance_s(&self, seconds: i64) {
+        self.0
+            .fetch_add(seconds * 1000, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl xiaoer::service::Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// 2026-11-23 at this Beijing hour and minute, in ms since the epoch.
+pub fn beijing(hour: i64, minute: i64) -> i64 {
+    1_795_392_000_000 + ((hour - 8) * 60 + minute) * 60_000
+}
+
+/// The bot over the real `knowledge/` and `dialogs/`, an in-memory store and a manual clock
+/// (10:00 Beijing time, inside service hours), driven through the HTTP router.
+pub struct TestBot {
+    pub service: std::sync::Arc<xiaoer::service::Service>,
+    pub clock: std::sync::Arc<ManualClock>,
+    router: axum::Router,
+}
+
+impl TestBot {
+    pub fn new() -> TestBot {
+        let settings = xiaoer::config::Settings {
+            kb: repo_path("knowledge"),
+            dialogs: repo_path("dialogs"),
+            ..Default::default()
+        };
+        let bot = xiaoer::bot::Bot::load(&settings.kb, &settings.dialogs, settings.thresholds)
+            .expect("knowledge/ and dialogs/ load");
+        let store = xiaoer::storage::SqliteStore::open_in_memory().expect("in-memory store");
+        let clock = std::sync::Arc::new(ManualClock(beijing(10, 0).into()));
+        let service = std::sync::Arc::new(
+            xiaoer::service::Service::new(bot, std::sync::Arc::new(store), clock.clone(), settings)
+                .expect("service starts"),
+        );
+        let router = xiaoer::channels::http::router(service.clone());
+        TestBot {
+            service,
+            clock,
+            router,
+        }
+    }
+
+    /// Sends a request to the router; returns the status and the JSON body.
+    pub async fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<String>,
+    ) -> (u16, serde_json::Value) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.unwrap_or_default()))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// A buyer message through `POST /api/chat`; panics unless it is answered with 200.
+    pub async fn say(&self, chat: &str, text: &str) -> serde_json::Value {
+        let body = serde_json::json!({ "chat_id": chat, "text": text }).to_string();
+        let (status, json) = self.request("POST", "/api/chat", Some(body)).await;
+        assert_eq!(status, 200, "{text}: {json}");
+        json
+    }
+
+    /// A photo (with optional words) through `POST /api/chat`.
+    pub async fn send_photo(&self, chat: &str, file_id: &str) -> serde_json::Value {
+        let body = serde_json::json!({
+            "chat_id": chat,
+            "text": "",
+            "attachments": [{ "kind": "photo", "id": file_id }],
+        })
+        .to_string();
+        let (status, json) = self.request("POST", "/api/chat", Some(body)).await;
+        assert_eq!(status, 200, "{json}");
+        json
+    }
+
+    pub fn store(&self) -> &std::sync::Arc<dyn xiaoer::storage::Store> {
+        self.service.store()
+    }
+
+    pub fn chat(id: &str) -> xiaoer::conversation::ChatKey {
+        xiaoer::conversation::ChatKey::parse("http", id).unwrap()
+    }
+}
+
+/// The replies of a chat response, joined.
+pub fn replies(response: &serde_json::Value) -> String {
+    response["replies"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
