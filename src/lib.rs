@@ -10,6 +10,8 @@
 //! - `reply`      — renders answers, product-aware answers, clarify and handoff texts.
 //! - `phrasing`   — the approved-phrasing check every outgoing text passes.
 //! - `engine`     — message in, decision and reply out: the only orchestrator.
+//! - `audit`      — `kb check`'s checks on the built engine: examples another entry answers,
+//!   repeated and near-copy examples.
 //! - `eval`       — evaluation sets and their figures.
 //! - `config`     — settings; the only module that reads the environment.
 //!
@@ -21,6 +23,7 @@
 //! - Index and queries share one normaliser and one analyzer.
 
 pub mod analyze;
+pub mod audit;
 pub mod catalog;
 pub mod channels;
 pub mod config;

@@ -56,7 +56,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KbCommand {
-    /// Validate a knowledge base; exit 1 listing every problem.
+    /// Validate a knowledge base, then check its examples against the built matcher (examples
+    /// another entry answers, repeats, near-copies); exit 1 listing every problem.
     Check {
         dir: Option<PathBuf>,
         #[arg(long)]
@@ -121,7 +122,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: KbCommand::Check { dir, json },
         } => {
             let dir = dir.unwrap_or(settings.kb);
-            if !cli::kb_check(&dir, json, stdout.lock())? {
+            if !cli::kb_check(&dir, settings.thresholds, json, stdout.lock())? {
                 return Ok(ExitCode::FAILURE);
             }
         }

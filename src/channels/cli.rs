@@ -8,9 +8,11 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
+use crate::audit;
+use crate::config::Thresholds;
 use crate::engine::{Considered, Context, Decision, Engine, Reply};
 use crate::eval::{self, Report};
-use crate::knowledge;
+use crate::knowledge::{self, Diagnostic};
 
 /// One line of `xiaoer ask --json` output.
 #[derive(Serialize)]
@@ -203,9 +205,22 @@ pub fn eval(
     Ok(report)
 }
 
-/// `xiaoer kb check DIR`: lists every problem as `file:line: message`; false when any.
-pub fn kb_check(dir: &Path, json: bool, mut output: impl Write) -> Result<bool> {
-    let (knowledge_base, diagnostics) = knowledge::load_dir(dir);
+/// `xiaoer kb check DIR`: lists every problem as `file:line: message`; false when any. A
+/// knowledge base that loads cleanly is then built and audited (`audit::check`).
+pub fn kb_check(
+    dir: &Path,
+    thresholds: Thresholds,
+    json: bool,
+    mut output: impl Write,
+) -> Result<bool> {
+    let (knowledge_base, mut diagnostics) = knowledge::load_dir(dir);
+    let n_entries = knowledge_base.entries.len();
+    let n_products = knowledge_base.catalog.product.len();
+    if diagnostics.is_empty() {
+        let engine = Engine::build(knowledge_base, thresholds)
+            .with_context(|| format!("building the index of {}", dir.display()))?;
+        diagnostics = audit::check(&engine);
+    }
     if json {
         let listing: Vec<_> = diagnostics
             .iter()
@@ -215,18 +230,21 @@ pub fn kb_check(dir: &Path, json: bool, mut output: impl Write) -> Result<bool> 
     } else if diagnostics.is_empty() {
         writeln!(
             output,
-            "{}: {} entries, {} products — no problems found",
+            "{}: {n_entries} entries, {n_products} products — no problems found",
             dir.display(),
-            knowledge_base.entries.len(),
-            knowledge_base.catalog.product.len()
         )?;
     } else {
-        for diagnostic in &diagnostics {
-            writeln!(output, "{diagnostic}")?;
-        }
-        writeln!(output, "{} problem(s) found", diagnostics.len())?;
+        print_diagnostics(&diagnostics, &mut output)?;
     }
     Ok(diagnostics.is_empty())
+}
+
+fn print_diagnostics(diagnostics: &[Diagnostic], output: &mut impl Write) -> Result<()> {
+    for diagnostic in diagnostics {
+        writeln!(output, "{diagnostic}")?;
+    }
+    writeln!(output, "{} problem(s) found", diagnostics.len())?;
+    Ok(())
 }
 
 fn round(x: f32) -> f32 {
