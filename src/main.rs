@@ -63,6 +63,15 @@ enum KbCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Compare two knowledge bases: entries edited, and the evaluation questions answered
+    /// differently. Exits 1 only when either one is invalid.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// Evaluation set to ask both.
+        #[arg(long, default_value = "tests/data/eval.jsonl")]
+        eval: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,6 +132,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let dir = dir.unwrap_or(settings.kb);
             if !cli::kb_check(&dir, settings.thresholds, json, stdout.lock())? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Kb {
+            command: KbCommand::Diff { old, new, eval },
+        } => {
+            if !cli::kb_diff(&old, &new, &eval, settings.thresholds, stdout.lock())? {
                 return Ok(ExitCode::FAILURE);
             }
         }
