@@ -5,5 +5,6 @@ mod answers;
 mod cli;
 mod data;
 mod evaluation;
+mod kb;
 mod phrasing;
 mod support;
