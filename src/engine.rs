@@ -223,6 +223,18 @@ impl Engine {
         self.matcher.find(&self.normalizer.normalize(text))
     }
 
+    /// The matcher's ranking for example question `text` of entry `entry` (an index into the
+    /// knowledge base's entries) as if the entry lacked it (see `Matcher::find_leaving_out`).
+    pub fn rank_leaving_out(&self, text: &str, entry: usize) -> Ranking {
+        self.matcher
+            .find_leaving_out(&self.normalizer.normalize(text), entry)
+    }
+
+    /// The thresholds `decide` and `confidence` apply.
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
+    }
+
     /// Answers a single message with no conversation around it.
     pub fn ask(&self, text: &str) -> Reply {
         self.respond(text, &mut Context::default())

@@ -144,6 +144,9 @@ pub struct Entry {
     pub source: String,
     pub action: Action,
     pub examples: Vec<String>,
+    /// The 1-based line of each example question, in `examples` order (the entry's line when
+    /// an example's own is unknown).
+    pub example_lines: Vec<usize>,
     pub keywords: Vec<String>,
     /// Phrases that select this entry wherever they appear (handoff entries).
     pub triggers: Vec<String>,
@@ -201,6 +204,20 @@ pub struct KnowledgeBase {
     pub catalog_path: PathBuf,
 }
 
+impl Entry {
+    /// Where example question `index` was written (the entry's own location if unknown).
+    pub fn example_location(&self, index: usize) -> Location {
+        Location {
+            file: self.location.file.clone(),
+            line: self
+                .example_lines
+                .get(index)
+                .copied()
+                .unwrap_or(self.location.line),
+        }
+    }
+}
+
 impl KnowledgeBase {
     pub fn entry(&self, id: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.id.as_str() == id)
@@ -231,7 +248,7 @@ struct RawEntry {
     source: String,
     #[serde(default)]
     action: Action,
-    examples: Vec<String>,
+    examples: Vec<toml::Spanned<String>>,
     #[serde(default)]
     keywords: Vec<String>,
     #[serde(default)]
@@ -364,6 +381,11 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Vec<Entry>, Diagnostic> {
         .map(|raw| {
             let line = line_of(text, raw.id.span().start);
             let id_text = raw.id.into_inner();
+            let example_lines = raw
+                .examples
+                .iter()
+                .map(|e| line_of(text, e.span().start))
+                .collect();
             Entry {
                 // An invalid id is reported by `validate`; keep the entry so its other problems show.
                 id: EntryId::parse(&id_text).unwrap_or(EntryId(id_text)),
@@ -372,7 +394,8 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Vec<Entry>, Diagnostic> {
                 policy: raw.policy,
                 source: raw.source,
                 action: raw.action,
-                examples: raw.examples,
+                examples: raw.examples.into_iter().map(|e| e.into_inner()).collect(),
+                example_lines,
                 keywords: raw.keywords,
                 triggers: raw.triggers,
                 answer: raw.answer,
@@ -549,4 +572,28 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&b| b == b'\n')
         .count()
         + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(examples: &str, expect_lines: &[usize]) {
+        let text = format!(
+            "[[entry]]\nid = \"x\"\ntitle = \"t\"\ntitle_en = \"t\"\npolicy = \"p\"\nsource = \"s\"\n\
+             examples = {examples}\nanswer = \"a\"\nanswer_en = \"a\"\n"
+        );
+        let entries = parse_str(Path::new("x.toml"), &text).unwrap();
+        assert_eq!(entries[0].example_lines, expect_lines);
+        for (index, line) in expect_lines.iter().enumerate() {
+            assert_eq!(entries[0].example_location(index).line, *line);
+        }
+    }
+
+    #[test]
+    fn each_example_question_knows_its_line() {
+        check("[\n  \"能开发票吗\",\n  \"发票?\",\n]", &[8, 9]);
+        check("[\"a\", \"b\",\n\"c\"]", &[7, 7, 8]);
+    }
 }

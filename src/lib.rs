@@ -17,6 +17,8 @@
 //! - `bot`        — knowledge base + index + flows + their version, swapped whole on reload.
 //! - `conversation` — a chat's state and memory; `handle` turns a message into an `Outcome`:
 //!   the only orchestrator of a conversation. Pure.
+//! - `audit`      — `kb check`'s checks on the built engine: examples another entry answers,
+//!   repeated and near-copy examples.
 //! - `eval`       — evaluation sets and their figures.
 //! - `storage`    — the `Store` trait and its SQLite implementation (the only SQL).
 //! - `service`    — the running bot: per-chat ordered turns (load, handle, commit), knowledge
@@ -32,6 +34,7 @@
 //! - Index and queries share one normaliser and one analyzer.
 
 pub mod analyze;
+pub mod audit;
 pub mod bot;
 pub mod case;
 pub mod catalog;

@@ -74,11 +74,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KbCommand {
-    /// Validate a knowledge base; exit 1 listing every problem.
+    /// Validate a knowledge base, then check its examples against the built matcher (examples
+    /// another entry answers, repeats, near-copies); exit 1 listing every problem.
     Check {
         dir: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+    /// Compare two knowledge bases: entries edited, and the evaluation questions answered
+    /// differently. Exits 1 only when either one is invalid.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// Evaluation set to ask both.
+        #[arg(long, default_value = "tests/data/eval.jsonl")]
+        eval: PathBuf,
     },
 }
 
@@ -149,7 +159,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: KbCommand::Check { dir, json },
         } => {
             let dir = dir.unwrap_or(settings.kb);
-            if !cli::kb_check(&dir, &settings.dialogs, json, stdout.lock())? {
+            if !cli::kb_check(
+                &dir,
+                &settings.dialogs,
+                settings.thresholds,
+                json,
+                stdout.lock(),
+            )? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Kb {
+            command: KbCommand::Diff { old, new, eval },
+        } => {
+            if !cli::kb_diff(&old, &new, &eval, settings.thresholds, stdout.lock())? {
                 return Ok(ExitCode::FAILURE);
             }
         }

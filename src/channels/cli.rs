@@ -1,4 +1,5 @@
-//! The command-line faces: `ask`, `chat` (a terminal REPL), `similarity`, `eval`, `kb check`.
+//! The command-line faces: `ask`, `chat` (a terminal REPL), `similarity`, `eval`, `kb check`,
+//! `kb diff`.
 //! Each reads lines as bytes and decodes them lossily, so invalid UTF-8 in one line is
 //! reported and that line still gets its output: no line is ever lost.
 
@@ -8,11 +9,14 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
+use crate::audit;
 use crate::bot::Bot;
+use crate::config::Thresholds;
 use crate::conversation::{self, Conversation, Inbound};
-use crate::engine::{Considered, Decision, Engine};
+use crate::engine::{Considered, Decision, Engine, Reply};
 use crate::eval::{self, Report};
 use crate::hours::ServiceHours;
+use crate::knowledge::{self, Diagnostic, KnowledgeBase};
 
 /// One line of `xiaoer ask --json` output.
 #[derive(Serialize)]
@@ -219,9 +223,24 @@ pub fn eval(
 }
 
 /// `xiaoer kb check DIR`: lists every problem of the knowledge base and of the dialog flows
-/// as `file:line: message`; false when any.
-pub fn kb_check(dir: &Path, dialogs: &Path, json: bool, mut output: impl Write) -> Result<bool> {
-    let (knowledge_base, flows, diagnostics) = crate::bot::check_dirs(dir, dialogs);
+/// as `file:line: message`; false when any. A knowledge base that loads cleanly is then built
+/// and audited (`audit::check`).
+pub fn kb_check(
+    dir: &Path,
+    dialogs: &Path,
+    thresholds: Thresholds,
+    json: bool,
+    mut output: impl Write,
+) -> Result<bool> {
+    let (knowledge_base, flows, mut diagnostics) = crate::bot::check_dirs(dir, dialogs);
+    let n_entries = knowledge_base.entries.len();
+    let n_products = knowledge_base.catalog.product.len();
+    let n_flows = flows.flows.len();
+    if diagnostics.is_empty() {
+        let engine = Engine::build(knowledge_base, thresholds)
+            .with_context(|| format!("building the index of {}", dir.display()))?;
+        diagnostics = audit::check(&engine);
+    }
     if json {
         let listing: Vec<_> = diagnostics
             .iter()
@@ -231,20 +250,164 @@ pub fn kb_check(dir: &Path, dialogs: &Path, json: bool, mut output: impl Write) 
     } else if diagnostics.is_empty() {
         writeln!(
             output,
-            "{}: {} entries, {} products; {}: {} flows — no problems found",
+            "{}: {n_entries} entries, {n_products} products; {}: {n_flows} flows — no problems found",
             dir.display(),
-            knowledge_base.entries.len(),
-            knowledge_base.catalog.product.len(),
             dialogs.display(),
-            flows.flows.len()
         )?;
     } else {
-        for diagnostic in &diagnostics {
-            writeln!(output, "{diagnostic}")?;
-        }
-        writeln!(output, "{} problem(s) found", diagnostics.len())?;
+        print_diagnostics(&diagnostics, &mut output)?;
     }
     Ok(diagnostics.is_empty())
+}
+
+/// `xiaoer kb diff OLD NEW`: what changes for buyers between two knowledge bases: the entries
+/// added, removed or edited, each question of the evaluation set whose reply changes, and the
+/// figures of both. False (nothing compared) when either knowledge base has a problem.
+pub fn kb_diff(
+    old_dir: &Path,
+    new_dir: &Path,
+    eval_file: &Path,
+    thresholds: Thresholds,
+    mut output: impl Write,
+) -> Result<bool> {
+    let old = build_valid(old_dir, thresholds, &mut output)?;
+    let new = build_valid(new_dir, thresholds, &mut output)?;
+    let (Some(old), Some(new)) = (old, new) else {
+        return Ok(false);
+    };
+    let text = std::fs::read_to_string(eval_file)
+        .with_context(|| format!("reading {}", eval_file.display()))?;
+    let (cases, problems) = eval::parse_cases(&text);
+    for problem in &problems {
+        eprintln!("{}: {problem}", eval_file.display());
+    }
+    let entry_changes = entry_changes(old.knowledge_base(), new.knowledge_base());
+    writeln!(output, "entries: {} changed", entry_changes.len())?;
+    for change in &entry_changes {
+        writeln!(output, "  {change}")?;
+    }
+    let (mut old_report, mut new_report) = (Report::default(), Report::default());
+    let mut n_changed = 0;
+    writeln!(output, "questions answered differently:")?;
+    for case in &cases {
+        let (old_reply, new_reply) = (old.ask(&case.text), new.ask(&case.text));
+        old_report.add(case, &old_reply);
+        new_report.add(case, &new_reply);
+        let same_outcome =
+            old_reply.action == new_reply.action && old_reply.topic == new_reply.topic;
+        if same_outcome && old_reply.reply == new_reply.reply {
+            continue;
+        }
+        n_changed += 1;
+        let note = if same_outcome {
+            "  (reply text changed)"
+        } else {
+            ""
+        };
+        writeln!(
+            output,
+            "  {:?}  old: {} → new: {}{note}",
+            case.text,
+            outcome(&old_reply),
+            outcome(&new_reply)
+        )?;
+    }
+    writeln!(output, "{} questions, {n_changed} changed", cases.len())?;
+    print_figures(&old_report, &new_report, &mut output)?;
+    Ok(true)
+}
+
+/// Precision, coverage and handoff recall of two runs, side by side.
+fn print_figures(old: &Report, new: &Report, output: &mut impl Write) -> Result<()> {
+    writeln!(output, "                 old     new")?;
+    for (name, figure) in [
+        ("precision", Report::precision as fn(&Report) -> f64),
+        ("coverage", Report::coverage),
+        ("handoff recall", Report::handoff_recall),
+    ] {
+        writeln!(output, "{name:<16} {:.3}   {:.3}", figure(old), figure(new))?;
+    }
+    Ok(())
+}
+
+/// The engine over `dir`, or `None` after printing the knowledge base's problems.
+fn build_valid(
+    dir: &Path,
+    thresholds: Thresholds,
+    output: &mut impl Write,
+) -> Result<Option<Engine>> {
+    let (knowledge_base, diagnostics) = knowledge::load_dir(dir);
+    if !diagnostics.is_empty() {
+        writeln!(output, "{}: not a valid knowledge base", dir.display())?;
+        print_diagnostics(&diagnostics, output)?;
+        return Ok(None);
+    }
+    let engine = Engine::build(knowledge_base, thresholds)
+        .with_context(|| format!("building the index of {}", dir.display()))?;
+    Ok(Some(engine))
+}
+
+/// `answer return_howto (0.93)`.
+fn outcome(reply: &Reply) -> String {
+    let action = format!("{:?}", reply.action).to_lowercase();
+    let topic = reply.topic.as_ref().map(|t| t.as_str()).unwrap_or("-");
+    format!("{action} {topic} ({:.2})", reply.confidence)
+}
+
+/// One line per entry added (`+`), removed (`-`) or edited (`~`, naming the fields buyers can
+/// notice), by id.
+fn entry_changes(old: &KnowledgeBase, new: &KnowledgeBase) -> Vec<String> {
+    let mut changes = Vec::new();
+    for entry in &old.entries {
+        let Some(edited) = new.entry(entry.id.as_str()) else {
+            changes.push(format!("- {} ({})", entry.id, entry.title));
+            continue;
+        };
+        let mut fields: Vec<String> = [
+            (
+                "title",
+                entry.title != edited.title || entry.title_en != edited.title_en,
+            ),
+            ("action", entry.action != edited.action),
+            ("answer", entry.answer != edited.answer),
+            ("answer_en", entry.answer_en != edited.answer_en),
+            ("keywords", entry.keywords != edited.keywords),
+            ("triggers", entry.triggers != edited.triggers),
+        ]
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(name, _)| name.to_string())
+        .collect();
+        let added = edited
+            .examples
+            .iter()
+            .filter(|e| !entry.examples.contains(e));
+        let removed = entry
+            .examples
+            .iter()
+            .filter(|e| !edited.examples.contains(e));
+        let (n_added, n_removed) = (added.count(), removed.count());
+        if n_added + n_removed > 0 {
+            fields.push(format!("examples (+{n_added} −{n_removed})"));
+        }
+        if !fields.is_empty() {
+            changes.push(format!("~ {}: {}", entry.id, fields.join(", ")));
+        }
+    }
+    for entry in &new.entries {
+        if old.entry(entry.id.as_str()).is_none() {
+            changes.push(format!("+ {} ({})", entry.id, entry.title));
+        }
+    }
+    changes
+}
+
+fn print_diagnostics(diagnostics: &[Diagnostic], output: &mut impl Write) -> Result<()> {
+    for diagnostic in diagnostics {
+        writeln!(output, "{diagnostic}")?;
+    }
+    writeln!(output, "{} problem(s) found", diagnostics.len())?;
+    Ok(())
 }
 
 fn round(x: f32) -> f32 {

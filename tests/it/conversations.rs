@@ -251,10 +251,11 @@ async fn a_step_asks_again_politely_then_hands_off_with_what_was_collected() {
 
 #[tokio::test]
 async fn a_clarify_question_is_answered_by_number() {
-    let bot = TestBot::new();
+    // A cautious shop: the bot asks rather than guesses below 0.6.
+    let bot = TestBot::with_settings(|s| s.thresholds.answer = 0.6);
     let knowledge_base = bot.service.bot();
     let knowledge_base = knowledge_base.engine.knowledge_base();
-    let asked = bot.say("n1", "那运费呢").await;
+    let asked = bot.say("n1", "寄回来运费").await;
     assert_eq!(asked["action"], "clarify", "{asked}");
     let text = replies(&asked);
     let second = text
@@ -334,7 +335,7 @@ async fn asking_for_a_person_queues_a_handoff_with_its_context() {
 
 #[tokio::test]
 async fn low_confidence_hands_off_and_a_repeat_after_a_clarify_does_too() {
-    let bot = TestBot::new();
+    let bot = TestBot::with_settings(|s| s.thresholds.answer = 0.6);
     let lost = bot.say("q1", "可以帮我写一份工作总结吗").await;
     assert_eq!(lost["action"], "handoff", "{lost}");
     assert_eq!(
@@ -342,9 +343,9 @@ async fn low_confidence_hands_off_and_a_repeat_after_a_clarify_does_too() {
         "low_confidence"
     );
 
-    let first = bot.say("q2", "那运费呢").await;
-    assert_eq!(first["action"], "clarify");
-    let again = bot.say("q2", "那运费呢？？").await;
+    let first = bot.say("q2", "寄回来运费").await;
+    assert_eq!(first["action"], "clarify", "{first}");
+    let again = bot.say("q2", "寄回来的运费？？").await;
     assert_eq!(again["action"], "handoff", "{again}");
     let reasons: Vec<String> = bot
         .store()

@@ -6,5 +6,6 @@ mod cli;
 mod conversations;
 mod data;
 mod evaluation;
+mod kb;
 mod phrasing;
 mod support;

@@ -53,11 +53,17 @@ pub struct TestBot {
 
 impl TestBot {
     pub fn new() -> TestBot {
-        let settings = xiaoer::config::Settings {
+        TestBot::with_settings(|_| {})
+    }
+
+    /// A bot whose settings the test adjusts (a stricter answer threshold, other hours …).
+    pub fn with_settings(adjust: impl FnOnce(&mut xiaoer::config::Settings)) -> TestBot {
+        let mut settings = xiaoer::config::Settings {
             kb: repo_path("knowledge"),
             dialogs: repo_path("dialogs"),
             ..Default::default()
         };
+        adjust(&mut settings);
         let bot = xiaoer::bot::Bot::load(&settings.kb, &settings.dialogs, settings.thresholds)
             .expect("knowledge/ and dialogs/ load");
         let store = xiaoer::storage::SqliteStore::open_in_memory().expect("in-memory store");
@@ -137,4 +143,63 @@ pub fn replies(response: &serde_json::Value) -> String {
                 .join("\n")
         })
         .unwrap_or_default()
+}
+
+/// A copy of `knowledge/` in its own temporary folder, removed when dropped.
+pub struct KnowledgeCopy {
+    pub dir: PathBuf,
+}
+
+impl KnowledgeCopy {
+    /// Copies `knowledge/` into a folder named after `name` and this process.
+    pub fn new(name: &str) -> KnowledgeCopy {
+        let dir = std::env::temp_dir().join(format!("xiaoer-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in std::fs::read_dir(repo_path("knowledge")).unwrap() {
+            let path = file.unwrap().path();
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+        KnowledgeCopy { dir }
+    }
+
+    /// Replaces the first `from` in `file` by `to`; `from` must be there.
+    pub fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from:?} is not in {file}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// The 1-based line of the first line of `file` equal to `line`.
+    pub fn line_of(&self, file: &str, line: &str) -> usize {
+        let text = std::fs::read_to_string(self.dir.join(file)).unwrap();
+        text.lines()
+            .position(|l| l == line)
+            .unwrap_or_else(|| panic!("{line:?} is not a line of {file}"))
+            + 1
+    }
+
+    pub fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+}
+
+impl Drop for KnowledgeCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs the `xiaoer` binary from the repository root; returns stdout, stderr and success.
+pub fn run_xiaoer(args: &[&str]) -> (String, String, bool) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xiaoer"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .output()
+        .expect("xiaoer runs");
+    (
+        String::from_utf8(output.stdout).expect("stdout is UTF-8"),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        output.status.success(),
+    )
 }
