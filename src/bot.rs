@@ -20,6 +20,9 @@ pub struct KnowledgeVersion {
     pub hash: String,
     pub entries: usize,
     pub flows: usize,
+    /// Each file with its digest, to tell which files a reload changed.
+    #[serde(skip)]
+    pub files: Vec<(PathBuf, [u8; 32])>,
 }
 
 pub struct Bot {
@@ -42,6 +45,7 @@ impl Bot {
         }
         let version = KnowledgeVersion {
             hash: content_hash(&[kb_dir, dialogs_dir]),
+            files: file_digests(&[kb_dir, dialogs_dir]),
             entries: knowledge_base.entries.len(),
             flows: flows.flows.len(),
         };
@@ -68,6 +72,20 @@ pub fn check_dirs(
 /// SHA-256 over the sorted `*.toml` files of the folders (names and bytes), as 16 hex digits.
 pub fn content_hash(dirs: &[&Path]) -> String {
     let mut hasher = Sha256::new();
+    for (path, digest) in file_digests(dirs) {
+        hasher.update(
+            path.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        hasher.update(digest);
+    }
+    hex(&hasher.finalize())
+}
+
+/// Each `*.toml` file of the folders with the SHA-256 of its bytes, sorted by folder and name.
+pub fn file_digests(dirs: &[&Path]) -> Vec<(PathBuf, [u8; 32])> {
+    let mut digests = Vec::new();
     for dir in dirs {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map(|listing| {
@@ -79,14 +97,26 @@ pub fn content_hash(dirs: &[&Path]) -> String {
             .unwrap_or_default();
         paths.sort();
         for path in paths {
-            hasher.update(
-                path.file_name()
-                    .map(|n| n.as_encoded_bytes())
-                    .unwrap_or_default(),
-            );
-            hasher.update(std::fs::read(&path).unwrap_or_default());
+            let digest = Sha256::digest(std::fs::read(&path).unwrap_or_default());
+            digests.push((path, digest.into()));
         }
     }
-    let digest = hasher.finalize();
+    digests
+}
+
+/// The files that differ between two digest lists (added, removed or edited), by name.
+pub fn changed_files(old: &[(PathBuf, [u8; 32])], new: &[(PathBuf, [u8; 32])]) -> Vec<String> {
+    let mut changed: Vec<String> = old
+        .iter()
+        .filter(|entry| !new.contains(entry))
+        .chain(new.iter().filter(|entry| !old.contains(entry)))
+        .map(|(path, _)| path.display().to_string())
+        .collect();
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
+fn hex(digest: &[u8]) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::bot::{content_hash, Bot};
+use crate::bot::{changed_files, content_hash, Bot};
 use crate::config::Settings;
 use crate::conversation::{self, Act, ChatKey, Inbound};
 use crate::dialog::Attachment;
@@ -202,7 +202,9 @@ impl Service {
         let now = self.clock.now_ms();
         match Bot::load(kb, dialogs, self.settings.thresholds) {
             Ok(bot) => {
-                let source = describe_source(kb, dialogs, "file change");
+                let changed = changed_files(&self.bot().version.files, &bot.version.files);
+                let source =
+                    describe_source(kb, dialogs, &format!("file change: {}", changed.join(", ")));
                 if let Err(error) = self.store.record_knowledge(&bot.version, &source, now) {
                     tracing::error!(%error, "could not record the knowledge version; keeping the old one");
                     return false;

@@ -8,4 +8,5 @@ mod data;
 mod evaluation;
 mod kb;
 mod phrasing;
+mod serve;
 mod support;

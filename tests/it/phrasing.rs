@@ -1,5 +1,6 @@
 //! Every reply the code can send passes the phrasing check: entry answers, product answers
-//! with every product's values filled in, clarify and handoff notices, bad-input replies.
+//! with every product's values filled in, clarify and handoff notices, bad-input replies,
+//! conversation notices (anger, waiting, after hours) and every dialog flow's texts.
 
 use xiaoer::engine::Decision;
 use xiaoer::knowledge::{self, Entry};
@@ -97,8 +98,49 @@ fn clarify_handoff_and_bad_input_replies_pass() {
         for chunk in entries.chunks(3) {
             assert_clean("clarify", &reply::clarify(knowledge_base, chunk, lang));
         }
-        for name in ["handoff", "empty", "too_long"] {
+        for name in [
+            "handoff",
+            "empty",
+            "too_long",
+            "angry",
+            "repeated",
+            "flow_stuck",
+            "flow_left",
+            "waiting_ack",
+            "still_waiting",
+            "handoff_cancelled",
+            "attachment_received",
+        ] {
             assert_clean(name, &reply::template(knowledge_base, name, lang, &[]));
+        }
+        for open in ["08:30", "17:30"] {
+            let notice = reply::template(
+                knowledge_base,
+                "after_hours",
+                lang,
+                &[("open", open.to_string())],
+            );
+            assert_clean("after_hours", &notice);
+        }
+    }
+}
+
+#[test]
+fn every_dialog_prompt_reask_and_ending_passes_in_both_languages() {
+    let knowledge_base = engine().knowledge_base();
+    let (flows, diagnostics) = xiaoer::dialog::load_dir(&repo_path("dialogs"), knowledge_base);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(flows.flows.len(), xiaoer::dialog::REQUIRED_FLOWS.len());
+    for flow in &flows.flows {
+        for step in &flow.steps {
+            for (field, template) in [("prompt", &step.prompt), ("reask", &step.reask)] {
+                assert_clean(&format!("{} {} {field} zh", flow.id, step.id), &template.zh);
+                assert_clean(&format!("{} {} {field} en", flow.id, step.id), &template.en);
+            }
+        }
+        for end in &flow.ends {
+            assert_clean(&format!("{} {} zh", flow.id, end.id), &end.say.zh);
+            assert_clean(&format!("{} {} en", flow.id, end.id), &end.say.en);
         }
     }
 }

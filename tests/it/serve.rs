@@ -1,0 +1,242 @@
+//! `xiaoer serve` as a process: killed in the middle of a flow and of a handoff and started
+//! again on the same data, and knowledge edited while it runs. Talks HTTP/1.1 over loopback
+//! on a port the server picks.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use xiaoer::storage::{SqliteStore, Store};
+
+use crate::support::{repo_path, KnowledgeCopy};
+
+const ORDER: &str = "2345678901234567";
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(data: &Path, kb: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xiaoer"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .arg("--kb")
+            .arg(kb)
+            .arg("--dialogs")
+            .arg(repo_path("dialogs"))
+            .env("XIAOER_RELOAD_INTERVAL_MS", "200")
+            .current_dir(repo_path(""))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("xiaoer serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Server { child, addr }
+    }
+
+    fn request(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        )
+        .unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let response = String::from_utf8(response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    fn say(&self, chat: &str, text: &str) -> Value {
+        let body = serde_json::json!({ "chat_id": chat, "text": text }).to_string();
+        let (status, json) = self.request("POST", "/api/chat", &body);
+        assert_eq!(status, 200, "{json}");
+        json
+    }
+
+    fn photo(&self, chat: &str, id: &str) -> Value {
+        let body =
+            serde_json::json!({ "chat_id": chat, "attachments": [{"kind": "photo", "id": id}] })
+                .to_string();
+        let (status, json) = self.request("POST", "/api/chat", &body);
+        assert_eq!(status, 200, "{json}");
+        json
+    }
+
+    /// Ends the process without warning, as a crash or `kill -9` would.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn reply_text(response: &Value) -> String {
+    response["replies"].to_string()
+}
+
+#[test]
+fn a_killed_server_resumes_flows_and_keeps_handoffs_and_messages() {
+    let data = tempfile::tempdir().unwrap();
+    let kb = repo_path("knowledge");
+    let server = Server::start(data.path(), &kb);
+    server.say("r1", "收到的杯子碎了");
+    let at_photos = server.say("r1", ORDER);
+    assert_eq!(at_photos["state"], "flow");
+    let handed = server.say("r2", "转人工");
+    assert_eq!(handed["state"], "waiting");
+    let (_, before) = server.request("GET", "/api/chat/r1/messages", "");
+    let before = before["messages"].as_array().unwrap().clone();
+    assert_eq!(before.len(), 4);
+    server.kill();
+
+    let server = Server::start(data.path(), &kb);
+    let resumed = server.photo("r1", "crack-1");
+    assert_eq!(resumed["state"], "flow", "{resumed}");
+    assert!(
+        reply_text(&resumed).contains("1. "),
+        "the step after the photos asks for a remedy: {resumed}"
+    );
+    let done = server.say("r1", "2");
+    assert_eq!(done["state"], "waiting", "{done}");
+    let (_, after) = server.request("GET", "/api/chat/r1/messages", "");
+    let after = after["messages"].as_array().unwrap();
+    assert_eq!(
+        &after[..4],
+        &before[..],
+        "nothing stored before the crash is lost or changed"
+    );
+    assert_eq!(after.len(), 8);
+    let still = server.say("r2", "可以帮我写一份工作总结吗");
+    assert_eq!(
+        (still["state"].as_str(), still["action"].as_str()),
+        (Some("waiting"), Some("hold"))
+    );
+    server.kill();
+
+    let store = SqliteStore::open_dir(data.path()).unwrap();
+    let queue = store.open_handoffs().unwrap();
+    let chats: Vec<(&str, &str)> = queue
+        .iter()
+        .map(|h| (h.chat.id(), h.reason.as_str()))
+        .collect();
+    assert_eq!(chats, [("r2", "asked_for_person"), ("r1", "flow_decision")]);
+    let case = store.cases().unwrap().pop().unwrap();
+    assert_eq!(
+        (case.order.as_deref(), case.remedy.as_deref()),
+        (Some(ORDER), Some("exchange"))
+    );
+    assert_eq!(case.evidence.len(), 1);
+    assert_eq!(
+        store.knowledge_versions().unwrap().len(),
+        2,
+        "each start records its version"
+    );
+}
+
+/// Polls until `done` holds or 15 s pass.
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn an_edit_goes_live_without_a_restart_and_an_invalid_one_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let kb = KnowledgeCopy::new("reload");
+    let server = Server::start(data.path(), &kb.dir);
+    let before = server.say("k1", "能开发票吗");
+    assert_eq!(before["topic"], "invoice");
+    assert!(!reply_text(&before).contains("正规发票"));
+
+    kb.edit(
+        "invoice.toml",
+        "都可以为您开具发票",
+        "都可以为您开具正规发票",
+    );
+    assert!(
+        eventually(|| reply_text(&server.say("k1", "能开发票吗")).contains("正规发票")),
+        "the edited answer went live"
+    );
+
+    kb.edit(
+        "invoice.toml",
+        "都可以为您开具正规发票",
+        "都可以给你开具正规发票",
+    );
+    let refused = eventually(|| {
+        let (_, health) = server.request("GET", "/health", "");
+        health["last_refused_reload"]["problems"]
+            .as_str()
+            .is_some_and(|p| p.contains("invoice.toml"))
+    });
+    assert!(refused, "the invalid edit is reported");
+    let still = server.say("k1", "能开发票吗");
+    assert!(
+        reply_text(&still).contains("都可以为您开具正规发票"),
+        "the last valid answer keeps serving: {still}"
+    );
+    server.kill();
+
+    let versions = SqliteStore::open_dir(data.path())
+        .unwrap()
+        .knowledge_versions()
+        .unwrap();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert!(
+        versions[1].source.starts_with("file change: ")
+            && versions[1].source.contains("invoice.toml"),
+        "{versions:?}"
+    );
+    assert_ne!(versions[0].hash, versions[1].hash);
+    let stored = SqliteStore::open_dir(data.path())
+        .unwrap()
+        .messages(
+            &xiaoer::conversation::ChatKey::parse("http", "k1").unwrap(),
+            0,
+        )
+        .unwrap();
+    let answered_with: Vec<&str> = stored
+        .iter()
+        .filter_map(|m| m.knowledge_version.as_deref())
+        .collect();
+    assert_eq!(answered_with.first(), Some(&versions[0].hash.as_str()));
+    assert_eq!(
+        answered_with.last(),
+        Some(&versions[1].hash.as_str()),
+        "each answer names the version that produced it"
+    );
+}
