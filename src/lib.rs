@@ -29,8 +29,12 @@
 //! # Invariants
 //! - Buyer input never produces `Err`: empty, huge, unreadable or unmatched text becomes a
 //!   clarify or handoff reply.
-//! - Every text the bot sends comes from `knowledge/` (an entry's answer or a template).
-//! - `knowledge::load_dir` is the only core function that reads files; the rest is pure.
+//! - Every text the bot sends comes from `knowledge/` (an entry's answer or a template) or
+//!   `dialogs/` (a flow's prompt), and passes `phrasing::check` before it leaves.
+//! - `knowledge::load_dir` and `dialog::load_dir` are the only core functions that read files
+//!   (`bot` also hashes them); the core knows no tokio, axum or SQL: `service` is the async
+//!   shell, `storage` holds every SQL string behind the `Store` trait.
+//! - One turn (buyer message, replies, state, case, handoff) is stored in one transaction.
 //! - Index and queries share one normaliser and one analyzer.
 
 pub mod analyze;
