@@ -167,11 +167,16 @@ impl Service {
     }
 
     /// Reminds every buyer whose handoff has waited longer than `remind_after_s` unclaimed
-    /// (POLICIES.md §4: nobody waits in silence). Returns how many were reminded.
+    /// (POLICIES.md §4: nobody waits in silence). Outside service hours the buyer was already
+    /// told when agents are back, so reminders wait for the next shift. Returns how many were
+    /// reminded.
     pub async fn send_reminders(&self) -> std::result::Result<usize, StoreError> {
         let bot = self.bot();
         let store = self.store.clone();
         let now = self.clock.now_ms();
+        if !self.hours.is_open(now) {
+            return Ok(0);
+        }
         let before = now - (self.settings.remind_after_s as i64) * 1000;
         tokio::task::spawn_blocking(move || {
             let mut sent = 0;

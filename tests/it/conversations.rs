@@ -440,6 +440,20 @@ async fn an_unclaimed_handoff_reminds_the_buyer_once_and_a_claimed_one_never() {
         .collect();
     assert_eq!(texts.len(), 1, "{polled}");
     assert!(texts[0].contains("久等"), "{texts:?}");
+    bot.clock.set(beijing(2, 0));
+    bot.say("w3", "转人工").await;
+    bot.clock.set(beijing(4, 0));
+    assert_eq!(
+        bot.service.send_reminders().await.unwrap(),
+        0,
+        "nobody is promised 'shortly' at night"
+    );
+    bot.clock.set(beijing(8, 31));
+    assert_eq!(
+        bot.service.send_reminders().await.unwrap(),
+        1,
+        "the night's buyers hear from us when the shift starts"
+    );
     let (_, other) = bot.request("GET", "/api/chat/w2/messages", None).await;
     assert!(other["messages"]
         .as_array()

@@ -146,3 +146,90 @@ fn kb_diff_refuses_an_invalid_knowledge_base_with_its_problems() {
     assert!(stdout.contains(&expect), "{stdout}");
     assert!(!stdout.contains("questions"), "{stdout}");
 }
+
+/// A copy of `dialogs/` in a temporary folder.
+fn dialogs_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in std::fs::read_dir(repo_path("dialogs")).unwrap() {
+        let path = file.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn edit(path: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} is not in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn kb_check_reports_flows_that_reference_unknown_entries_or_steps_and_bad_prompts() {
+    let dialogs = dialogs_copy();
+    let damaged = dialogs.path().join("damaged_item.toml");
+    edit(
+        &damaged,
+        "starts = [\"damaged_item\"]",
+        "starts = [\"broken_item\"]",
+    );
+    edit(&damaged, "next = \"photos\"", "next = \"pictures\"");
+    edit(
+        &damaged,
+        "请您先提供一下订单号，我们马上为您核实。",
+        "你先提供一下订单号。",
+    );
+    let kb = repo_path("knowledge");
+    let (stdout, _, ok) = run_xiaoer(&[
+        "kb",
+        "check",
+        kb.to_str().unwrap(),
+        "--dialogs",
+        dialogs.path().to_str().unwrap(),
+    ]);
+    assert!(!ok, "{stdout}");
+    let file = damaged.display().to_string();
+    for expect in [
+        format!("{file}:1: flow \"damaged_item\" starts from entry \"broken_item\", which is not in the knowledge base"),
+        format!("step \"order\" goes to \"pictures\", which is neither a step nor an end of this flow"),
+        format!("step \"order\" prompt: ") ,
+        "entry \"damaged_item\" is a dialog entry but no flow in".to_string(),
+    ] {
+        assert!(stdout.contains(&expect), "missing {expect:?} in:\n{stdout}");
+    }
+    assert!(stdout.contains("(address_as_nin)"), "{stdout}");
+}
+
+#[test]
+fn kb_check_reports_a_malformed_flow_file_at_its_line_and_a_missing_required_flow() {
+    let dialogs = dialogs_copy();
+    let path = dialogs.path().join("late_delivery.toml");
+    edit(
+        &path,
+        "collect = \"order_number\"",
+        "collect = \"order_number\"\nwait = 3",
+    );
+    std::fs::remove_file(dialogs.path().join("complaint.toml")).unwrap();
+    let kb = repo_path("knowledge");
+    let (stdout, _, ok) = run_xiaoer(&[
+        "kb",
+        "check",
+        kb.to_str().unwrap(),
+        "--dialogs",
+        dialogs.path().to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    let line = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .position(|l| l == "wait = 3")
+        .unwrap()
+        + 1;
+    assert!(
+        stdout.contains(&format!("{}:{line}: unknown field `wait`", path.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("required flow \"complaint\" is missing"),
+        "{stdout}"
+    );
+}
