@@ -190,8 +190,8 @@ fn kb_check_reports_flows_that_reference_unknown_entries_or_steps_and_bad_prompt
     let file = damaged.display().to_string();
     for expect in [
         format!("{file}:1: flow \"damaged_item\" starts from entry \"broken_item\", which is not in the knowledge base"),
-        format!("step \"order\" goes to \"pictures\", which is neither a step nor an end of this flow"),
-        format!("step \"order\" prompt: ") ,
+        "step \"order\" goes to \"pictures\", which is neither a step nor an end of this flow".to_string(),
+        "step \"order\" prompt: ".to_string(),
         "entry \"damaged_item\" is a dialog entry but no flow in".to_string(),
     ] {
         assert!(stdout.contains(&expect), "missing {expect:?} in:\n{stdout}");
