@@ -235,24 +235,28 @@ impl Store for SqliteStore {
         let outcome = turn.outcome;
         let chat = turn.chat;
         let at_ms = turn.inbound.at_ms;
+        // Both sides carry what the bot made of the message, so a silent turn (an agent has
+        // the chat) is traced too.
+        let trace = &outcome.trace;
+        let details = (
+            trace.act.as_str(),
+            trace.topic.as_deref(),
+            trace.confidence,
+            turn.knowledge_version,
+        );
+        let attachments = json(&turn.inbound.attachments);
+        let text = &turn.inbound.text;
         insert_message(
             &tx,
             chat,
             Sender::Buyer,
-            &turn.inbound.text,
+            text,
             at_ms,
-            None,
-            &json(&turn.inbound.attachments),
+            Some(details),
+            &attachments,
         )
         .map_err(sql)?;
-        let trace = &outcome.trace;
         for reply in &outcome.replies {
-            let details = (
-                trace.act.as_str(),
-                trace.topic.as_deref(),
-                trace.confidence,
-                turn.knowledge_version,
-            );
             insert_message(&tx, chat, Sender::Bot, reply, at_ms, Some(details), "[]")
                 .map_err(sql)?;
         }
