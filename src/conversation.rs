@@ -78,6 +78,8 @@ pub enum ChatState {
     Waiting { flow: Option<Progress> },
     /// An agent holds the chat; the bot only stores the buyer's messages.
     Agent { agent: String },
+    /// The agent closed the chat and asked for a 1–5 rating; the next message may be one.
+    Rating { handoff: i64, agent: String },
 }
 
 impl ChatState {
@@ -88,6 +90,7 @@ impl ChatState {
             ChatState::Flow { .. } => "flow",
             ChatState::Waiting { .. } => "waiting",
             ChatState::Agent { .. } => "agent",
+            ChatState::Rating { .. } => "bot",
         }
     }
 }
@@ -175,6 +178,16 @@ pub struct Outcome {
     pub handoff_details: Option<(BTreeMap<String, String>, Vec<Attachment>)>,
     /// The buyer left the queue.
     pub cancel_handoff: bool,
+    /// The buyer rated the agent who closed the chat.
+    pub rating: Option<Rating>,
+}
+
+/// A buyer's 1–5 rating of a closed chat (40% of an agent's score in the rulebooks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rating {
+    pub handoff: i64,
+    pub agent: String,
+    pub score: u8,
 }
 
 /// Handles one buyer message. `hours` decides whether a handoff tells the buyer when agents
@@ -188,6 +201,7 @@ pub fn handle(
     let mut turn = Turn::new(bot, hours, conversation, inbound);
     match conversation.state.clone() {
         ChatState::Agent { .. } => turn.hold(false),
+        ChatState::Rating { handoff, agent } => turn.rating(handoff, agent),
         ChatState::Waiting { flow } => turn.waiting(flow),
         ChatState::Flow { progress } => turn.in_flow(progress),
         ChatState::Bot => turn.with_bot(),
@@ -240,6 +254,7 @@ impl<'a> Turn<'a> {
                 handoff: None,
                 handoff_details: None,
                 cancel_handoff: false,
+                rating: None,
             },
         }
     }
@@ -313,6 +328,24 @@ impl<'a> Turn<'a> {
     /// A message with no words and only files, outside a flow.
     fn only_attachments(&self) -> bool {
         self.normalized.is_empty() && !self.inbound.attachments.is_empty()
+    }
+
+    // ---- after an agent closed the chat -------------------------------------------------
+
+    /// A score 1–5 is the buyer's rating; anything else is a new question for the bot.
+    fn rating(&mut self, handoff: i64, agent: String) {
+        self.set_state(ChatState::Bot);
+        let Some(score) = score(&self.normalized) else {
+            return self.with_bot();
+        };
+        self.outcome.rating = Some(Rating {
+            handoff,
+            agent,
+            score,
+        });
+        let text = self.template("rating_thanks", &[]);
+        self.say(text);
+        self.trace(Act::Answer, None, 1.0, Vec::new());
     }
 
     // ---- with the bot ------------------------------------------------------------------
@@ -820,6 +853,24 @@ impl<'a> Turn<'a> {
 struct Escape {
     handoff: Option<Reason>,
     new_topic: bool,
+}
+
+/// A rating of 1–5: "5", "5分", "五星", "4 stars".
+fn score(normalized: &str) -> Option<u8> {
+    let compact: String = normalized.split_whitespace().collect();
+    let core = compact
+        .trim_end_matches(['分', '星'])
+        .trim_end_matches("stars")
+        .trim_end_matches("star");
+    let score = match core {
+        "1" | "一" => 1,
+        "2" | "二" | "两" => 2,
+        "3" | "三" => 3,
+        "4" | "四" => 4,
+        "5" | "五" => 5,
+        _ => return None,
+    };
+    Some(score)
 }
 
 /// The message without a leading 那/那么/还有 or "what about", when it has one.

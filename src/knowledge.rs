@@ -87,6 +87,9 @@ pub const REQUIRED_TEMPLATES: &[&str] = &[
     "still_waiting",
     "handoff_cancelled",
     "attachment_received",
+    "rating_request",
+    "rating_thanks",
+    "released",
 ];
 
 /// Fewest example questions an entry may have.

@@ -13,6 +13,7 @@
 //! - `dialog`     — after-sales flows from `dialogs/`: steps, checks of answers, endings.
 //! - `case`       — after-sales cases a flow records for the weekly review.
 //! - `handoff`    — why and how urgently a chat goes to a person; the agent's summary line.
+//! - `auth`       — agent tokens: made at random, stored only as a hash.
 //! - `hours`      — service hours: are agents at their desks, when are they back.
 //! - `bot`        — knowledge base + index + flows + their version, swapped whole on reload.
 //! - `conversation` — a chat's state and memory; `handle` turns a message into an `Outcome`:
@@ -23,7 +24,8 @@
 //! - `storage`    — the `Store` trait and its SQLite implementation (the only SQL).
 //! - `service`    — the running bot: per-chat ordered turns (load, handle, commit), knowledge
 //!   reload with atomic swap, reminders for unclaimed handoffs. The async shell of the core.
-//! - `channels`   — adapters: `cli` (terminal), `http` (axum: `/api/chat`).
+//! - `channels`   — adapters: `cli` (terminal), `http` (axum: `/api/chat`), `console` (the
+//!   agents' API and web page under `/api/agent` and `/console`).
 //! - `config`     — settings; the only module that reads the environment.
 //!
 //! # Invariants
@@ -39,6 +41,7 @@
 
 pub mod analyze;
 pub mod audit;
+pub mod auth;
 pub mod bot;
 pub mod case;
 pub mod catalog;

@@ -65,10 +65,29 @@ enum Command {
         #[arg(long)]
         split: Option<String>,
     },
+    /// Agents of the console.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
     /// Knowledge-base tools.
     Kb {
         #[command(subcommand)]
         command: KbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Add an agent and print its sign-in token once, alone on the last line.
+    Add {
+        name: String,
+        /// Folder of the SQLite store (default: data/).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// `agent`, or `editor` (may also add examples to the knowledge base).
+        #[arg(long, default_value = "agent")]
+        role: String,
     },
 }
 
@@ -145,6 +164,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let bot = load_bot(&settings)?;
             let hours = ServiceHours::parse(&settings.hours)?;
             cli::chat(&bot, &hours, stdin.lock(), stdout.lock(), interactive)?
+        }
+        Command::Agent {
+            command: AgentCommand::Add { name, data, role },
+        } => {
+            let data = data.unwrap_or(settings.data);
+            add_agent(&data, &name, &role)?;
         }
         Command::Serve { addr, data } => {
             settings.addr = addr.unwrap_or(settings.addr);
@@ -236,4 +261,26 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
+}
+
+/// `xiaoer agent add`: the token is printed once; the store keeps only its hash.
+fn add_agent(data: &std::path::Path, name: &str, role: &str) -> Result<()> {
+    use xiaoer::storage::Store;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        anyhow::bail!("an agent name is 1–64 characters without control characters");
+    }
+    if !matches!(role, "agent" | "editor") {
+        anyhow::bail!("--role must be agent or editor");
+    }
+    let store = SqliteStore::open_dir(data)
+        .with_context(|| format!("opening the store in {}", data.display()))?;
+    let token = xiaoer::auth::new_token()?;
+    let now = chrono::Utc::now().timestamp_millis();
+    if !store.add_agent(name, role, &xiaoer::auth::token_hash(&token), now)? {
+        anyhow::bail!("an agent named {name} already exists");
+    }
+    println!("added {role} {name}; sign in at /console with this token (shown only now):");
+    println!("{token}");
+    Ok(())
 }

@@ -29,12 +29,13 @@ pub const MAX_TEXT_CHARS: usize = 20_000;
 const MAX_BODY_BYTES: usize = 256 * 1024;
 const MAX_ATTACHMENTS: usize = 10;
 
-/// The API's routes over a running service.
+/// The API's routes over a running service, the agent console's included.
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/api/chat", post(chat))
         .route("/api/chat/{chat_id}/messages", get(messages))
         .route("/health", get(health))
+        .merge(crate::channels::console::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(service)
 }
@@ -45,6 +46,8 @@ pub enum ApiError {
     BadRequest(String),
     TooLarge(String),
     NotFound(String),
+    /// The action conflicts with the current state (a chat another agent holds).
+    Conflict(String),
     Internal(String),
 }
 
@@ -54,6 +57,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "request failed");
                 (

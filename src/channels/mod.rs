@@ -2,4 +2,5 @@
 //! and HTTP (and, later, Telegram) appear; each is a thin layer over `service` or `engine`.
 
 pub mod cli;
+pub mod console;
 pub mod http;

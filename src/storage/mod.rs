@@ -107,6 +107,9 @@ pub struct CaseRecord {
     pub evidence: Vec<Attachment>,
     pub collected: BTreeMap<String, String>,
     pub status: String,
+    /// How an agent closed it, and who.
+    pub outcome: Option<String>,
+    pub agent: Option<String>,
 }
 
 /// A knowledge version the bot served.
@@ -145,6 +148,52 @@ pub enum ClaimRefused {
     NotWaiting(String),
 }
 
+/// An agent of the console (`xiaoer agent add`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentRecord {
+    pub name: String,
+    /// `agent`, or `editor` (may also change the knowledge base).
+    pub role: String,
+}
+
+/// A note an agent left on a chat for the next shift.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NoteRecord {
+    pub handoff: i64,
+    pub agent: String,
+    pub text: String,
+    pub at_ms: i64,
+}
+
+/// A buyer's 1–5 rating of a closed chat.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RatingRecord {
+    pub handoff: i64,
+    pub agent: String,
+    pub score: u8,
+    pub at_ms: i64,
+}
+
+/// Why an agent's action on a handoff was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentRefused {
+    Missing,
+    /// The agent does not hold the chat: another does (their name), or nobody.
+    NotHolder(Option<String>),
+}
+
+/// How an agent closes a handoff.
+pub struct Closing<'a> {
+    pub handoff: i64,
+    pub agent: &'a str,
+    pub outcome: &'a str,
+    pub responsible: &'a str,
+    /// Sent to the buyer: the request to rate the service.
+    pub rating_request: &'a str,
+    pub knowledge_version: &'a str,
+    pub at_ms: i64,
+}
+
 /// Everything the program keeps.
 pub trait Store: Send + Sync {
     /// The chat's conversation; a new chat starts with the bot.
@@ -161,8 +210,14 @@ pub trait Store: Send + Sync {
     /// Gives the chat of a waiting handoff to `agent`; the chat's state becomes `agent`.
     fn claim(&self, handoff: i64, agent: &str, at_ms: i64)
         -> StoreResult<Result<(), ClaimRefused>>;
-    /// Hands the chat back to the bot and ends the handoff.
-    fn release(&self, handoff: i64, at_ms: i64) -> StoreResult<bool>;
+    /// Hands the chat back to the bot and ends the handoff; `notice` tells the buyer.
+    fn release(
+        &self,
+        handoff: i64,
+        notice: &str,
+        knowledge_version: &str,
+        at_ms: i64,
+    ) -> StoreResult<bool>;
     /// Waiting handoffs created at or before `before_ms` that got no reminder yet.
     fn due_reminders(&self, before_ms: i64) -> StoreResult<Vec<HandoffRecord>>;
     /// Sends the reminder of a waiting handoff (stored as a bot message to its chat) and marks
@@ -182,4 +237,32 @@ pub trait Store: Send + Sync {
         at_ms: i64,
     ) -> StoreResult<()>;
     fn knowledge_versions(&self) -> StoreResult<Vec<KnowledgeRecord>>;
+
+    /// Adds an agent with the hash of its token; false if the name is taken.
+    fn add_agent(&self, name: &str, role: &str, token_hash: &str, at_ms: i64) -> StoreResult<bool>;
+    fn agent_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<AgentRecord>>;
+    /// Stores an agent's message to the chat of a handoff the agent holds.
+    fn agent_reply(
+        &self,
+        handoff: i64,
+        agent: &str,
+        text: &str,
+        at_ms: i64,
+    ) -> StoreResult<Result<i64, AgentRefused>>;
+    fn add_note(
+        &self,
+        handoff: i64,
+        agent: &str,
+        text: &str,
+        at_ms: i64,
+    ) -> StoreResult<Result<(), AgentRefused>>;
+    /// The notes on every handoff of a chat, oldest first.
+    fn notes(&self, chat: &ChatKey) -> StoreResult<Vec<NoteRecord>>;
+    /// Closes a handoff the agent holds: the case gets its outcome and responsible party, the
+    /// buyer is asked to rate the service, and the chat goes back to the bot.
+    fn close(&self, closing: &Closing) -> StoreResult<Result<(), AgentRefused>>;
+    fn ratings(&self) -> StoreResult<Vec<RatingRecord>>;
+    /// The buyer's messages the bot could not place (it handed off unsure, or asked which
+    /// topic was meant), newest first, at most `limit`.
+    fn unanswered(&self, limit: usize) -> StoreResult<Vec<StoredMessage>>;
 }

@@ -8,15 +8,17 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use rusqlite_migration::{Migrations, M};
 
 use super::{
-    CaseRecord, ClaimRefused, Committed, HandoffRecord, KnowledgeRecord, Sender, Store, StoreError,
-    StoreResult, StoredMessage, Turn,
+    AgentRecord, AgentRefused, CaseRecord, ClaimRefused, Closing, Committed, HandoffRecord,
+    KnowledgeRecord, NoteRecord, RatingRecord, Sender, Store, StoreError, StoreResult,
+    StoredMessage, Turn,
 };
 use crate::bot::KnowledgeVersion;
 use crate::conversation::{ChatKey, ChatState, Conversation};
 
 /// The schema, one step per release; never edit a step that has shipped, add one.
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE chats (
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE chats (
         channel TEXT NOT NULL,
         chat_id TEXT NOT NULL,
         state TEXT NOT NULL,
@@ -83,7 +85,38 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         entries INTEGER NOT NULL,
         flows INTEGER NOT NULL
     );",
-)];
+    ),
+    M::up(
+        "CREATE TABLE agents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN ('agent', 'editor')),
+        token_hash TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE notes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        handoff_id INTEGER NOT NULL REFERENCES handoffs (id),
+        agent TEXT NOT NULL,
+        text TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX notes_by_chat ON notes (channel, chat_id, id);
+    CREATE TABLE ratings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        handoff_id INTEGER NOT NULL REFERENCES handoffs (id),
+        agent TEXT NOT NULL,
+        score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+        at_ms INTEGER NOT NULL
+    );
+    ALTER TABLE cases ADD COLUMN agent TEXT;
+    ALTER TABLE messages ADD COLUMN handoff_reason TEXT;",
+    ),
+];
+
+const MESSAGE_COLUMNS: &str = "id, channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments, agent";
 
 const HANDOFF_COLUMNS: &str = "id, channel, chat_id, created_ms, reason, priority, state, agent, summary, candidates, collected, evidence, case_id, reminded_ms";
 
@@ -145,6 +178,47 @@ fn chat_of(row: &Row, channel: usize) -> rusqlite::Result<ChatKey> {
     let id: String = row.get(channel + 1)?;
     Ok(ChatKey::parse(&channel_name, &id)
         .unwrap_or_else(|| ChatKey::parse("unknown", "invalid").expect("a valid placeholder key")))
+}
+
+fn message_of(row: &Row) -> rusqlite::Result<StoredMessage> {
+    let sender: String = row.get(3)?;
+    Ok(StoredMessage {
+        id: row.get(0)?,
+        chat: chat_of(row, 1)?,
+        from: Sender::parse(&sender),
+        text: row.get(4)?,
+        at_ms: row.get(5)?,
+        act: row.get(6)?,
+        topic: row.get(7)?,
+        confidence: row.get::<_, Option<f64>>(8)?.map(|c| c as f32),
+        knowledge_version: row.get(9)?,
+        attachments: from_json(row.get(10)?),
+        agent: row.get(11)?,
+    })
+}
+
+/// The chat of a handoff `agent` holds, or why not.
+fn held_by(
+    tx: &Transaction,
+    handoff: i64,
+    agent: &str,
+) -> rusqlite::Result<Result<ChatKey, AgentRefused>> {
+    let found: Option<(String, Option<String>, String, String)> = tx
+        .query_row(
+            "SELECT state, agent, channel, chat_id FROM handoffs WHERE id = ?1",
+            params![handoff],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .optional()?;
+    let Some((state, holder, channel, chat_id)) = found else {
+        return Ok(Err(AgentRefused::Missing));
+    };
+    if state != "claimed" || holder.as_deref() != Some(agent) {
+        return Ok(Err(AgentRefused::NotHolder(
+            holder.filter(|_| state == "claimed"),
+        )));
+    }
+    Ok(ChatKey::parse(&channel, &chat_id).ok_or(AgentRefused::Missing))
 }
 
 fn handoff_of(row: &Row) -> rusqlite::Result<HandoffRecord> {
@@ -256,6 +330,15 @@ impl Store for SqliteStore {
             &attachments,
         )
         .map_err(sql)?;
+        if let Some(handoff) = &outcome.handoff {
+            // Which questions the bot could not place (`unanswered`) is read from this.
+            let buyer_message = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE messages SET handoff_reason = ?2 WHERE id = ?1",
+                params![buyer_message, handoff.reason.as_str()],
+            )
+            .map_err(sql)?;
+        }
         for reply in &outcome.replies {
             insert_message(&tx, chat, Sender::Bot, reply, at_ms, Some(details), "[]")
                 .map_err(sql)?;
@@ -302,6 +385,13 @@ impl Store for SqliteStore {
                 .map_err(sql)?;
             }
         }
+        if let Some(rating) = &outcome.rating {
+            tx.execute(
+                "INSERT INTO ratings (handoff_id, agent, score, at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![rating.handoff, rating.agent, rating.score, at_ms],
+            )
+            .map_err(sql)?;
+        }
         save_conversation(&tx, chat, &outcome.conversation, at_ms).map_err(sql)?;
         tx.commit().map_err(sql)?;
         Ok(committed)
@@ -310,28 +400,12 @@ impl Store for SqliteStore {
     fn messages(&self, chat: &ChatKey, after: i64) -> StoreResult<Vec<StoredMessage>> {
         let connection = self.lock();
         let mut statement = connection
-            .prepare_cached(
-                "SELECT id, channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments, agent
-                 FROM messages WHERE channel = ?1 AND chat_id = ?2 AND id > ?3 ORDER BY id",
-            )
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel = ?1 AND chat_id = ?2 AND id > ?3 ORDER BY id"
+            ))
             .map_err(sql)?;
         let rows = statement
-            .query_map(params![chat.channel(), chat.id(), after], |row| {
-                let sender: String = row.get(3)?;
-                Ok(StoredMessage {
-                    id: row.get(0)?,
-                    chat: chat_of(row, 1)?,
-                    from: Sender::parse(&sender),
-                    text: row.get(4)?,
-                    at_ms: row.get(5)?,
-                    act: row.get(6)?,
-                    topic: row.get(7)?,
-                    confidence: row.get::<_, Option<f64>>(8)?.map(|c| c as f32),
-                    knowledge_version: row.get(9)?,
-                    attachments: from_json(row.get(10)?),
-                    agent: row.get(11)?,
-                })
-            })
+            .query_map(params![chat.channel(), chat.id(), after], message_of)
             .map_err(sql)?;
         rows.collect::<rusqlite::Result<_>>().map_err(sql)
     }
@@ -363,7 +437,7 @@ impl Store for SqliteStore {
         let connection = self.lock();
         let mut statement = connection
             .prepare_cached(
-                "SELECT id, channel, chat_id, created_ms, kind, order_no, description, remedy, responsible, evidence, collected, status
+                "SELECT id, channel, chat_id, created_ms, kind, order_no, description, remedy, responsible, evidence, collected, status, outcome, agent
                  FROM cases ORDER BY id",
             )
             .map_err(sql)?;
@@ -381,6 +455,8 @@ impl Store for SqliteStore {
                     evidence: from_json(row.get(9)?),
                     collected: from_json(row.get(10)?),
                     status: row.get(11)?,
+                    outcome: row.get(12)?,
+                    agent: row.get(13)?,
                 })
             })
             .map_err(sql)?;
@@ -428,7 +504,13 @@ impl Store for SqliteStore {
         Ok(Ok(()))
     }
 
-    fn release(&self, handoff: i64, at_ms: i64) -> StoreResult<bool> {
+    fn release(
+        &self,
+        handoff: i64,
+        notice: &str,
+        knowledge_version: &str,
+        at_ms: i64,
+    ) -> StoreResult<bool> {
         let mut connection = self.lock();
         let tx = connection.transaction().map_err(sql)?;
         let found: Option<(String, String)> = tx
@@ -449,6 +531,16 @@ impl Store for SqliteStore {
         .map_err(sql)?;
         let chat = ChatKey::parse(&channel, &chat_id)
             .ok_or_else(|| StoreError(format!("bad chat key {channel}:{chat_id}")))?;
+        insert_message(
+            &tx,
+            &chat,
+            Sender::Bot,
+            notice,
+            at_ms,
+            Some(("release", None, 1.0, knowledge_version)),
+            "[]",
+        )
+        .map_err(sql)?;
         let mut conversation = load_conversation(&tx, &chat).map_err(sql)?;
         conversation.state = ChatState::Bot;
         conversation.memory.unanswered = None;
@@ -541,6 +633,185 @@ impl Store for SqliteStore {
                     flows: row.get::<_, i64>(4)? as usize,
                 })
             })
+            .map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
+    fn add_agent(&self, name: &str, role: &str, token_hash: &str, at_ms: i64) -> StoreResult<bool> {
+        let added = self
+            .lock()
+            .execute(
+                "INSERT INTO agents (name, role, token_hash, created_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO NOTHING",
+                params![name, role, token_hash, at_ms],
+            )
+            .map_err(sql)?;
+        Ok(added == 1)
+    }
+
+    fn agent_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<AgentRecord>> {
+        self.lock()
+            .query_row(
+                "SELECT name, role FROM agents WHERE token_hash = ?1",
+                params![token_hash],
+                |row| {
+                    Ok(AgentRecord {
+                        name: row.get(0)?,
+                        role: row.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql)
+    }
+
+    fn agent_reply(
+        &self,
+        handoff: i64,
+        agent: &str,
+        text: &str,
+        at_ms: i64,
+    ) -> StoreResult<Result<i64, AgentRefused>> {
+        let mut connection = self.lock();
+        let tx = connection.transaction().map_err(sql)?;
+        let chat = match held_by(&tx, handoff, agent).map_err(sql)? {
+            Ok(chat) => chat,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        tx.execute(
+            "INSERT INTO messages (channel, chat_id, sender, text, at_ms, agent) VALUES (?1, ?2, 'agent', ?3, ?4, ?5)",
+            params![chat.channel(), chat.id(), text, at_ms, agent],
+        )
+        .map_err(sql)?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(sql)?;
+        Ok(Ok(id))
+    }
+
+    fn add_note(
+        &self,
+        handoff: i64,
+        agent: &str,
+        text: &str,
+        at_ms: i64,
+    ) -> StoreResult<Result<(), AgentRefused>> {
+        let connection = self.lock();
+        let chat: Option<(String, String)> = connection
+            .query_row(
+                "SELECT channel, chat_id FROM handoffs WHERE id = ?1",
+                params![handoff],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        // Any agent may leave a note on any handoff: notes are for whoever comes next.
+        let Some((channel, chat_id)) = chat else {
+            return Ok(Err(AgentRefused::Missing));
+        };
+        connection
+            .execute(
+                "INSERT INTO notes (channel, chat_id, handoff_id, agent, text, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![channel, chat_id, handoff, agent, text, at_ms],
+            )
+            .map_err(sql)?;
+        Ok(Ok(()))
+    }
+
+    fn notes(&self, chat: &ChatKey) -> StoreResult<Vec<NoteRecord>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached("SELECT handoff_id, agent, text, at_ms FROM notes WHERE channel = ?1 AND chat_id = ?2 ORDER BY id")
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![chat.channel(), chat.id()], |row| {
+                Ok(NoteRecord {
+                    handoff: row.get(0)?,
+                    agent: row.get(1)?,
+                    text: row.get(2)?,
+                    at_ms: row.get(3)?,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
+    fn close(&self, closing: &Closing) -> StoreResult<Result<(), AgentRefused>> {
+        let mut connection = self.lock();
+        let tx = connection.transaction().map_err(sql)?;
+        let chat = match held_by(&tx, closing.handoff, closing.agent).map_err(sql)? {
+            Ok(chat) => chat,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        tx.execute(
+            "UPDATE handoffs SET state = 'closed', ended_ms = ?2 WHERE id = ?1",
+            params![closing.handoff, closing.at_ms],
+        )
+        .map_err(sql)?;
+        let case: Option<i64> = tx
+            .query_row(
+                "SELECT case_id FROM handoffs WHERE id = ?1",
+                params![closing.handoff],
+                |row| row.get(0),
+            )
+            .map_err(sql)?;
+        if let Some(case) = case {
+            tx.execute(
+                "UPDATE cases SET status = 'closed', outcome = ?2, responsible = ?3, agent = ?4, closed_ms = ?5 WHERE id = ?1",
+                params![case, closing.outcome, closing.responsible, closing.agent, closing.at_ms],
+            )
+            .map_err(sql)?;
+        }
+        insert_message(
+            &tx,
+            &chat,
+            Sender::Bot,
+            closing.rating_request,
+            closing.at_ms,
+            Some(("rating", None, 1.0, closing.knowledge_version)),
+            "[]",
+        )
+        .map_err(sql)?;
+        let mut conversation = load_conversation(&tx, &chat).map_err(sql)?;
+        conversation.state = ChatState::Rating {
+            handoff: closing.handoff,
+            agent: closing.agent.to_string(),
+        };
+        conversation.memory.unanswered = None;
+        save_conversation(&tx, &chat, &conversation, closing.at_ms).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(Ok(()))
+    }
+
+    fn ratings(&self) -> StoreResult<Vec<RatingRecord>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached("SELECT handoff_id, agent, score, at_ms FROM ratings ORDER BY id")
+            .map_err(sql)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(RatingRecord {
+                    handoff: row.get(0)?,
+                    agent: row.get(1)?,
+                    score: row.get(2)?,
+                    at_ms: row.get(3)?,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
+    fn unanswered(&self, limit: usize) -> StoreResult<Vec<StoredMessage>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages
+                 WHERE sender = 'buyer' AND text != ''
+                   AND (act = 'clarify' OR handoff_reason IN ('low_confidence', 'repeated'))
+                 ORDER BY id DESC LIMIT ?1"
+            ))
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![limit as i64], message_of)
             .map_err(sql)?;
         rows.collect::<rusqlite::Result<_>>().map_err(sql)
     }

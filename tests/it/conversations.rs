@@ -324,7 +324,11 @@ async fn asking_for_a_person_queues_a_handoff_with_its_context() {
     assert_eq!(lines[0], (Sender::Buyer, "能开发票吗"));
     assert_eq!(lines[2], (Sender::Buyer, "转人工"));
     assert_eq!(lines.len(), 4);
-    assert_eq!(transcript[2].act.as_deref(), Some("handoff"), "the buyer's message records what the bot did with it");
+    assert_eq!(
+        transcript[2].act.as_deref(),
+        Some("handoff"),
+        "the buyer's message records what the bot did with it"
+    );
     let answer = &transcript[1];
     assert_eq!(answer.topic.as_deref(), Some("invoice"));
     assert_eq!(
@@ -478,7 +482,10 @@ async fn while_an_agent_has_the_chat_the_bot_only_stores_and_after_release_it_an
     assert_eq!(held["replies"].as_array().unwrap().len(), 0, "{held}");
     let stored = bot.store().messages(&TestBot::chat("g1"), 0).unwrap();
     assert_eq!(stored.last().unwrap().text, "能开发票吗");
-    assert!(bot.store().release(id, now).unwrap());
+    assert!(bot
+        .store()
+        .release(id, "同事已为您处理完毕", "test", now)
+        .unwrap());
     let answered = bot.say("g1", "能开发票吗").await;
     assert_eq!(
         (answered["state"].as_str(), answered["topic"].as_str()),

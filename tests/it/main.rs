@@ -3,6 +3,7 @@
 
 mod answers;
 mod cli;
+mod console;
 mod conversations;
 mod data;
 mod evaluation;

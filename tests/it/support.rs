@@ -102,6 +102,42 @@ impl TestBot {
         (status, json)
     }
 
+    /// Adds an agent to the store and returns its token.
+    pub fn add_agent(&self, name: &str, role: &str) -> String {
+        let token = xiaoer::auth::new_token().unwrap();
+        let hash = xiaoer::auth::token_hash(&token);
+        assert!(self.store().add_agent(name, role, &hash, 0).unwrap());
+        token
+    }
+
+    /// A request as an agent (`token` None: without Authorization).
+    pub async fn agent(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let request = request.body(axum::body::Body::from(body)).unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        });
+        (status, json)
+    }
+
     /// A buyer message through `POST /api/chat`; panics unless it is answered with 200.
     pub async fn say(&self, chat: &str, text: &str) -> serde_json::Value {
         let body = serde_json::json!({ "chat_id": chat, "text": text }).to_string();

@@ -1,0 +1,567 @@
+//! The agents' API: sign-in, the queue, a handoff's context, claim races, replies through the
+//! phrasing check, notes, closing with a rating, handing back to the bot, cases, unanswered
+//! questions, quick phrases.
+
+use serde_json::{json, Value};
+
+use crate::support::{replies, TestBot};
+
+const ORDER: &str = "2345678901234567";
+
+async fn queue(bot: &TestBot, token: &str) -> Vec<Value> {
+    let (status, body) = bot
+        .agent(Some(token), "GET", "/api/agent/handoffs", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["handoffs"].as_array().unwrap().clone()
+}
+
+/// The chat's messages a buyer polls, as (from, text).
+async fn buyer_sees(bot: &TestBot, chat: &str) -> Vec<(String, String)> {
+    let (_, body) = bot
+        .request("GET", &format!("/api/chat/{chat}/messages"), None)
+        .await;
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["from"].as_str().unwrap().to_string(),
+                m["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_agent_endpoint_needs_a_valid_token() {
+    let bot = TestBot::new();
+    let token = bot.add_agent("alice", "agent");
+    bot.say("u1", "转人工").await;
+    let id = queue(&bot, &token).await[0]["id"].as_i64().unwrap();
+    let endpoints = [
+        ("GET", "/api/agent/me".to_string()),
+        ("GET", "/api/agent/handoffs".to_string()),
+        ("GET", format!("/api/agent/handoffs/{id}")),
+        ("POST", format!("/api/agent/handoffs/{id}/claim")),
+        ("POST", format!("/api/agent/handoffs/{id}/reply")),
+        ("POST", format!("/api/agent/handoffs/{id}/note")),
+        ("POST", format!("/api/agent/handoffs/{id}/close")),
+        ("POST", format!("/api/agent/handoffs/{id}/release")),
+        ("GET", "/api/agent/cases".to_string()),
+        ("GET", "/api/agent/cases.csv".to_string()),
+        ("GET", "/api/agent/unanswered".to_string()),
+        ("GET", "/api/agent/ratings".to_string()),
+        ("GET", "/api/agent/answers".to_string()),
+        ("GET", "/api/agent/knowledge".to_string()),
+    ];
+    let forged = "0".repeat(64);
+    for (method, uri) in &endpoints {
+        for bad in [None, Some(""), Some(forged.as_str()), Some("alice")] {
+            let (status, body) = bot
+                .agent(bad, method, uri, Some(json!({"text": "您好"})))
+                .await;
+            assert_eq!(status, 401, "{method} {uri} with {bad:?}: {body}");
+        }
+    }
+    let (status, me) = bot.agent(Some(&token), "GET", "/api/agent/me", None).await;
+    assert_eq!((status, me["name"].as_str()), (200, Some("alice")));
+    assert_eq!(
+        queue(&bot, &token).await[0]["state"],
+        "waiting",
+        "nothing was changed by the refused calls"
+    );
+}
+
+#[tokio::test]
+async fn the_queue_lists_complaints_first_then_oldest_with_waiting_time() {
+    let bot = TestBot::new();
+    let token = bot.add_agent("alice", "agent");
+    bot.say("q1", "转人工").await;
+    bot.clock.advance_s(30);
+    bot.say("q2", "可以帮我写一份工作总结吗").await;
+    bot.clock.advance_s(30);
+    bot.say("q3", "我要投诉你们").await;
+    bot.clock.advance_s(10);
+    let listed = queue(&bot, &token).await;
+    let order: Vec<(&str, &str, &str, i64)> = listed
+        .iter()
+        .map(|h| {
+            (
+                h["chat_id"].as_str().unwrap(),
+                h["reason"].as_str().unwrap(),
+                h["priority"].as_str().unwrap(),
+                h["waiting_s"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("q3", "complaint", "urgent", 10),
+            ("q1", "asked_for_person", "normal", 70),
+            ("q2", "low_confidence", "normal", 40)
+        ]
+    );
+    for handoff in &listed {
+        assert!(!handoff["summary"].as_str().unwrap().is_empty());
+        assert_eq!(handoff["state"], "waiting");
+        assert!(handoff["id"].is_i64());
+    }
+    assert!(
+        !listed[2]["candidates"].as_array().unwrap().is_empty(),
+        "an unsure handoff shows what the bot considered"
+    );
+}
+
+#[tokio::test]
+async fn a_flow_handoff_opens_with_transcript_collected_case_and_notes() {
+    let bot = TestBot::new();
+    let token = bot.add_agent("alice", "agent");
+    bot.say("d1", "收到的杯子碎了").await;
+    bot.say("d1", ORDER).await;
+    bot.send_photo("d1", "crack-1").await;
+    bot.say("d1", "3").await;
+    let id = queue(&bot, &token).await[0]["id"].as_i64().unwrap();
+    let (status, note) = bot
+        .agent(
+            Some(&token),
+            "POST",
+            &format!("/api/agent/handoffs/{id}/note"),
+            Some(json!({"text": "快递已联系，等回复"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{note}");
+    let (status, detail) = bot
+        .agent(
+            Some(&token),
+            "GET",
+            &format!("/api/agent/handoffs/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["reason"], "flow_decision");
+    assert_eq!(detail["collected"]["order"], ORDER);
+    assert_eq!(detail["collected"]["remedy"], "return");
+    assert_eq!(detail["evidence"][0]["id"], "crack-1");
+    assert_eq!(detail["case"]["kind"], "damaged_item");
+    assert_eq!(detail["case"]["responsible"], "courier");
+    let transcript = detail["transcript"].as_array().unwrap();
+    assert_eq!(transcript[0]["from"], "buyer");
+    assert_eq!(transcript[0]["text"], "收到的杯子碎了");
+    assert_eq!(transcript[1]["from"], "bot");
+    assert_eq!(transcript[1]["topic"], "damaged_item");
+    assert!(transcript[1]["at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(transcript.len(), 8);
+    assert_eq!(detail["notes"][0]["text"], "快递已联系，等回复");
+    assert_eq!(detail["notes"][0]["agent"], "alice");
+    let (status, missing) = bot
+        .agent(Some(&token), "GET", "/api/agent/handoffs/999", None)
+        .await;
+    assert_eq!(status, 404, "{missing}");
+}
+
+#[tokio::test]
+async fn only_one_agent_can_claim_a_chat() {
+    let bot = std::sync::Arc::new(TestBot::new());
+    let alice = bot.add_agent("alice", "agent");
+    let bob = bot.add_agent("bob", "agent");
+    bot.say("c1", "转人工").await;
+    let id = queue(&bot, &alice).await[0]["id"].as_i64().unwrap();
+    let uri = format!("/api/agent/handoffs/{id}/claim");
+    let (a, b) = tokio::join!(
+        bot.agent(Some(&alice), "POST", &uri, None),
+        bot.agent(Some(&bob), "POST", &uri, None)
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
+    let loser = if a.0 == 409 { &a.1 } else { &b.1 };
+    assert!(
+        loser["error"].as_str().unwrap().contains("already held by"),
+        "{loser}"
+    );
+    let winner_token = if a.0 == 200 { &alice } else { &bob };
+    let loser_token = if a.0 == 200 { &bob } else { &alice };
+    let (status, _) = bot
+        .agent(
+            Some(loser_token),
+            "POST",
+            &format!("/api/agent/handoffs/{id}/reply"),
+            Some(json!({"text": "您好，请问有什么可以帮您？"})),
+        )
+        .await;
+    assert_eq!(status, 409, "only the holder replies");
+    let (status, _) = bot
+        .agent(
+            Some(winner_token),
+            "POST",
+            &format!("/api/agent/handoffs/{id}/reply"),
+            Some(json!({"text": "您好，请问有什么可以帮您？"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_reply_reaches_the_buyer_and_a_rule_breaking_one_is_refused_with_the_wording() {
+    let bot = TestBot::new();
+    let token = bot.add_agent("alice", "agent");
+    bot.say("r1", "转人工").await;
+    let id = queue(&bot, &token).await[0]["id"].as_i64().unwrap();
+    let reply_uri = format!("/api/agent/handoffs/{id}/reply");
+    let (status, _) = bot
+        .agent(
+            Some(&token),
+            "POST",
+            &reply_uri,
+            Some(json!({"text": "您好，请问有什么可以帮您？"})),
+        )
+        .await;
+    assert_eq!(status, 409, "claim first");
+    bot.agent(
+        Some(&token),
+        "POST",
+        &format!("/api/agent/handoffs/{id}/claim"),
+        None,
+    )
+    .await;
+
+    let (status, refused) = bot
+        .agent(
+            Some(&token),
+            "POST",
+            &reply_uri,
+            Some(json!({"text": "不好意思，你的包裹明天一定到"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    let rules: Vec<&str> = refused["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["rule"].as_str().unwrap())
+        .collect();
+    for rule in ["address_as_nin", "no_bu_phrases", "no_promises"] {
+        assert!(rules.contains(&rule), "{rule} missing from {rules:?}");
+    }
+    let sorry = refused["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["found"] == "不好意思")
+        .unwrap();
+    assert_eq!(sorry["replacement"], "非常抱歉");
+    assert!(
+        !buyer_sees(&bot, "r1")
+            .await
+            .iter()
+            .any(|(_, t)| t.contains("明天一定到")),
+        "nothing was sent"
+    );
+
+    let (status, sent) = bot
+        .agent(
+            Some(&token),
+            "POST",
+            &reply_uri,
+            Some(json!({"text": "您好，我是客服小李，请问有什么可以帮您？"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    let seen = buyer_sees(&bot, "r1").await;
+    assert_eq!(
+        seen.last().unwrap(),
+        &(
+            "agent".to_string(),
+            "您好，我是客服小李，请问有什么可以帮您？".to_string()
+        )
+    );
+    let (status, _) = bot
+        .agent(
+            Some(&token),
+            "POST",
+            &reply_uri,
+            Some(json!({"text": "  "})),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn closing_records_the_outcome_and_the_buyers_rating_per_agent() {
+    let bot = TestBot::new();
+    let token = bot.add_agent("alice", "agent");
+    bot.say("k1", "收到的杯子碎了").await;
+    bot.say("k1", ORDER).await;
+    bot.send_photo("k1", "crack-1").await;
+    bot.say("k1", "1").await;
+    let id = queue(&bot, &token).await[0]["id"].as_i64().unwrap();
+    bot.agent(
+        Some(&token),
+        "POST",
+        &format!("/api/agent/handoffs/{id}/claim"),
+        None,
+    )
+    .await;
+    let close_uri = format!("/api/agent/handoffs/{id}/close");
+    let (status, _) = bot
+        .agent(
+            Some(&token),
+            "POST",
+            &close_uri,
+            Some(json!({"outcome": "补偿20元", "responsible": "nobody"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, closed) = bot
+        .agent(
+            Some(&token),
+            "POST",
+            &close_uri,
+            Some(json!({"outcome": "补偿20元", "responsible": "快递"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{closed}");
+    assert!(queue(&bot, &token).await.is_empty());
+    let (_, cases) = bot
+        .agent(Some(&token), "GET", "/api/agent/cases", None)
+        .await;
+    let case = &cases["cases"][0];
+    assert_eq!(
+        (
+            case["status"].as_str(),
+            case["outcome"].as_str(),
+            case["responsible"].as_str(),
+            case["agent"].as_str()
+        ),
+        (
+            Some("closed"),
+            Some("补偿20元"),
+            Some("courier"),
+            Some("alice")
+        )
+    );
+    assert!(
+        buyer_sees(&bot, "k1")
+            .await
+            .last()
+            .unwrap()
+            .1
+            .contains("1 到 5"),
+        "the buyer is asked to rate"
+    );
+
+    let rated = bot.say("k1", "5分").await;
+    assert!(replies(&rated).contains("感谢您的评价"), "{rated}");
+    let (_, ratings) = bot
+        .agent(Some(&token), "GET", "/api/agent/ratings", None)
+        .await;
+    assert_eq!(ratings["agents"][0]["agent"], "alice");
+    assert_eq!(ratings["agents"][0]["ratings"], 1);
+    assert_eq!(ratings["agents"][0]["average"], 5.0);
+    assert_eq!(ratings["agents"][0]["weeks"][0]["week"], "2026-W48");
+    let next = bot.say("k1", "能开发票吗").await;
+    assert_eq!(
+        (next["state"].as_str(), next["topic"].as_str()),
+        (Some("bot"), Some("invoice")),
+        "the bot answers again"
+    );
+}
+
+#[tokio::test]
+async fn a_chat_handed_back_is_answered_by_the_bot_again() {
+    let bot = TestBot::new();
+    let token = bot.add_agent("alice", "agent");
+    bot.say("b1", "转人工").await;
+    let id = queue(&bot, &token).await[0]["id"].as_i64().unwrap();
+    bot.agent(
+        Some(&token),
+        "POST",
+        &format!("/api/agent/handoffs/{id}/claim"),
+        None,
+    )
+    .await;
+    let held = bot.say("b1", "能开发票吗").await;
+    assert_eq!(
+        held["replies"].as_array().unwrap().len(),
+        0,
+        "the agent answers, not the bot"
+    );
+    let (status, _) = bot
+        .agent(
+            Some(&token),
+            "POST",
+            &format!("/api/agent/handoffs/{id}/release"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        buyer_sees(&bot, "b1")
+            .await
+            .last()
+            .unwrap()
+            .1
+            .contains("智能客服"),
+        "the buyer is told"
+    );
+    let answered = bot.say("b1", "能开发票吗").await;
+    assert_eq!(
+        (answered["state"].as_str(), answered["topic"].as_str()),
+        (Some("bot"), Some("invoice"))
+    );
+    let (status, _) = bot
+        .agent(
+            Some(&token),
+            "POST",
+            &format!("/api/agent/handoffs/{id}/release"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+}
+
+#[tokio::test]
+async fn cases_filter_by_week_kind_and_party_and_export_as_csv() {
+    let bot = TestBot::new();
+    let token = bot.add_agent("alice", "agent");
+    bot.say("e1", "收到的杯子碎了").await;
+    bot.say("e1", ORDER).await;
+    bot.send_photo("e1", "crack-1").await;
+    bot.say("e1", "2").await;
+    bot.say("e2", "帮我取消订单").await;
+    bot.say("e2", ORDER).await;
+    bot.say("e2", "1").await;
+    let (_, all) = bot
+        .agent(Some(&token), "GET", "/api/agent/cases", None)
+        .await;
+    assert_eq!(all["cases"].as_array().unwrap().len(), 2);
+    let (_, courier) = bot
+        .agent(
+            Some(&token),
+            "GET",
+            "/api/agent/cases?responsible=快递",
+            None,
+        )
+        .await;
+    let kinds: Vec<&str> = courier["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["damaged_item"]);
+    let (_, this_week) = bot
+        .agent(
+            Some(&token),
+            "GET",
+            "/api/agent/cases?week=2026-W48&kind=cancel_order",
+            None,
+        )
+        .await;
+    assert_eq!(this_week["cases"].as_array().unwrap().len(), 1);
+    let (_, other_week) = bot
+        .agent(Some(&token), "GET", "/api/agent/cases?week=2026-W40", None)
+        .await;
+    assert!(other_week["cases"].as_array().unwrap().is_empty());
+    let (status, csv) = bot
+        .agent(Some(&token), "GET", "/api/agent/cases.csv", None)
+        .await;
+    assert_eq!(status, 200);
+    let csv = csv.as_str().unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("id,week,created_at,chat,kind,order"));
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines[1].contains("damaged_item")
+            && lines[1].contains(ORDER)
+            && lines[1].contains("crack-1"),
+        "{csv}"
+    );
+}
+
+#[tokio::test]
+async fn unanswered_questions_are_grouped_with_counts() {
+    let bot = TestBot::new();
+    let token = bot.add_agent("alice", "agent");
+    for (chat, text) in [
+        ("n1", "杯子上能刻我名字吗"),
+        ("n2", "杯子上可以刻名字吗"),
+        ("n3", "杯子能刻字吗"),
+        ("n4", "我想加盟你们品牌 做代理怎么谈"),
+    ] {
+        let answer = bot.say(chat, text).await;
+        assert_eq!(answer["action"], "handoff", "{text}: {answer}");
+    }
+    let (status, body) = bot
+        .agent(Some(&token), "GET", "/api/agent/unanswered", None)
+        .await;
+    assert_eq!(status, 200);
+    let groups = body["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{body}");
+    assert_eq!(groups[0]["count"], 3);
+    assert_eq!(groups[1]["count"], 1);
+    assert_eq!(groups[1]["text"], "我想加盟你们品牌 做代理怎么谈");
+}
+
+#[tokio::test]
+async fn quick_phrases_are_the_approved_answers() {
+    let bot = TestBot::new();
+    let token = bot.add_agent("alice", "agent");
+    let (_, body) = bot
+        .agent(Some(&token), "GET", "/api/agent/answers", None)
+        .await;
+    let knowledge = bot.service.bot();
+    let invoice = knowledge.engine.knowledge_base().entry("invoice").unwrap();
+    let listed = body["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "invoice")
+        .unwrap();
+    assert_eq!(listed["answer"], invoice.answer.as_str());
+    assert_eq!(
+        body["answers"].as_array().unwrap().len(),
+        knowledge.engine.knowledge_base().entries.len()
+    );
+}
+
+#[test]
+fn agent_add_prints_the_token_once_and_stores_only_its_hash() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let (stdout, stderr, ok) =
+        crate::support::run_xiaoer(&["agent", "add", "alice", "--data", dir, "--role", "editor"]);
+    assert!(ok, "{stderr}");
+    let token = stdout.lines().last().unwrap();
+    assert_eq!(token.len(), 64);
+    assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+    let store = xiaoer::storage::SqliteStore::open_dir(data.path()).unwrap();
+    use xiaoer::storage::Store;
+    let agent = store
+        .agent_by_token_hash(&xiaoer::auth::token_hash(token))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (agent.name.as_str(), agent.role.as_str()),
+        ("alice", "editor")
+    );
+    drop(store);
+    for file in std::fs::read_dir(data.path()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the token itself is never stored"
+        );
+    }
+    let (_, stderr, ok) = crate::support::run_xiaoer(&["agent", "add", "alice", "--data", dir]);
+    assert!(!ok);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    let (_, stderr, ok) =
+        crate::support::run_xiaoer(&["agent", "add", "bob", "--data", dir, "--role", "admin"]);
+    assert!(!ok);
+    assert!(stderr.contains("--role"), "{stderr}");
+}
