@@ -577,6 +577,31 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// The entry file `text` with `example` added as the first example of entry `id`, keeping
+/// every comment and line as written; None when the entry or its `examples` is not found.
+pub fn add_example(text: &str, id: &str, example: &str) -> Option<String> {
+    let id_line = format!("id = {}", toml::Value::String(id.to_string()));
+    let start = text
+        .find(&format!("\n{id_line}\n"))
+        .map(|i| i + 1)
+        .or_else(|| text.starts_with(&format!("{id_line}\n")).then_some(0))?;
+    let next_entry = text[start..]
+        .find("[[entry]]")
+        .map_or(text.len(), |i| start + i);
+    let examples = text[start..next_entry].find("examples = [")? + start;
+    let line_end = text[examples..].find('\n')? + examples + 1;
+    // Only the one-example-per-line layout the shipped files use is edited in place.
+    if text[examples..line_end].trim() != "examples = [" {
+        return None;
+    }
+    let quoted = toml::Value::String(example.to_string()).to_string();
+    Some(format!(
+        "{}  {quoted},\n{}",
+        &text[..line_end],
+        &text[line_end..]
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,5 +623,21 @@ mod tests {
     fn each_example_question_knows_its_line() {
         check("[\n  \"能开发票吗\",\n  \"发票?\",\n]", &[8, 9]);
         check("[\"a\", \"b\",\n\"c\"]", &[7, 7, 8]);
+    }
+
+    #[test]
+    fn an_example_is_added_to_its_entry_keeping_the_file_as_written() {
+        let text = "# comment\n[[entry]]\nid = \"a\"\nexamples = [\n  \"one\",\n]\n\n[[entry]]\nid = \"b\"\nexamples = [\n  \"two\",\n]\n";
+        let edited = add_example(text, "b", "say \"hi\"").unwrap();
+        assert_eq!(
+            edited,
+            text.replace("  \"two\",", "  'say \"hi\"',\n  \"two\",")
+        );
+        assert!(add_example(text, "c", "x").is_none());
+        let parsed: toml::Value = toml::from_str(&edited).unwrap();
+        assert_eq!(
+            parsed["entry"][1]["examples"][0].as_str(),
+            Some("say \"hi\"")
+        );
     }
 }

@@ -45,6 +45,17 @@ pub struct Handled {
     pub handoff: Option<i64>,
 }
 
+/// Why an edit from the console was not made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EditRefused {
+    /// No such entry.
+    Unknown(String),
+    /// The edit would make the knowledge base invalid: its problems.
+    Invalid(String),
+    /// The file could not be read, edited or written.
+    Failed(String),
+}
+
 /// The last reload that was refused, for logs and the agent console.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReloadProblem {
@@ -197,6 +208,11 @@ impl Service {
     /// in whole and recorded; an invalid one is refused, logged, and the old one keeps serving.
     /// Returns whether a new version went live.
     pub fn reload_if_changed(&self) -> bool {
+        self.reload("file change")
+    }
+
+    /// `reload_if_changed`, recording `event` as what changed the files.
+    fn reload(&self, event: &str) -> bool {
         let (kb, dialogs) = (&self.settings.kb, &self.settings.dialogs);
         let hash = content_hash(&[kb, dialogs]);
         let current = self.bot().version.hash.clone();
@@ -209,7 +225,7 @@ impl Service {
             Ok(bot) => {
                 let changed = changed_files(&self.bot().version.files, &bot.version.files);
                 let source =
-                    describe_source(kb, dialogs, &format!("file change: {}", changed.join(", ")));
+                    describe_source(kb, dialogs, &format!("{event}: {}", changed.join(", ")));
                 if let Err(error) = self.store.record_knowledge(&bot.version, &source, now) {
                     tracing::error!(%error, "could not record the knowledge version; keeping the old one");
                     return false;
@@ -230,6 +246,78 @@ impl Service {
                 false
             }
         }
+    }
+
+    /// Adds a buyer's question as an example of an entry (an editor in the console): the
+    /// entry's file is edited in place, the result validated on a copy first, written
+    /// atomically and reloaded like any edit. Returns the new version's hash.
+    pub fn add_example(
+        &self,
+        entry: &str,
+        example: &str,
+        agent: &str,
+    ) -> std::result::Result<String, EditRefused> {
+        let bot = self.bot();
+        let entry = bot
+            .engine
+            .knowledge_base()
+            .entry(entry)
+            .ok_or_else(|| EditRefused::Unknown(format!("no entry \"{entry}\"")))?;
+        let file = entry.location.file.clone();
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| EditRefused::Failed(format!("{}: {e}", file.display())))?;
+        let edited =
+            crate::knowledge::add_example(&text, entry.id.as_str(), example).ok_or_else(|| {
+                EditRefused::Failed(format!(
+                    "{}: the examples of {} are not one per line",
+                    file.display(),
+                    entry.id
+                ))
+            })?;
+        self.validate_edit(&file, &edited)
+            .map_err(EditRefused::Invalid)?;
+        let staged = file.with_extension("toml.new");
+        std::fs::write(&staged, &edited)
+            .and_then(|()| std::fs::rename(&staged, &file))
+            .map_err(|e| EditRefused::Failed(format!("{}: {e}", file.display())))?;
+        let event = format!("console: {agent} added an example to {}", entry.id);
+        if self.reload(&event) {
+            Ok(self.bot().version.hash.clone())
+        } else {
+            let problems = self
+                .last_reload_problem()
+                .map(|p| p.problems)
+                .unwrap_or_default();
+            Err(EditRefused::Invalid(problems))
+        }
+    }
+
+    /// Loads a copy of the knowledge folder with `file` replaced by `text`; the problems if any.
+    fn validate_edit(&self, file: &Path, text: &str) -> std::result::Result<(), String> {
+        static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let copy = std::env::temp_dir().join(format!("xiaoer-edit-{}-{n}", std::process::id()));
+        let result = (|| {
+            std::fs::create_dir_all(&copy).map_err(|e| e.to_string())?;
+            for listing in std::fs::read_dir(&self.settings.kb).map_err(|e| e.to_string())? {
+                let path = listing.map_err(|e| e.to_string())?.path();
+                if path.extension().is_some_and(|x| x == "toml") {
+                    std::fs::copy(&path, copy.join(path.file_name().unwrap_or_default()))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            std::fs::write(copy.join(file.file_name().unwrap_or_default()), text)
+                .map_err(|e| e.to_string())?;
+            let (_, _, diagnostics) = crate::bot::check_dirs(&copy, &self.settings.dialogs);
+            if diagnostics.is_empty() {
+                Ok(())
+            } else {
+                let listing: Vec<String> = diagnostics.iter().map(|d| d.message.clone()).collect();
+                Err(listing.join("\n"))
+            }
+        })();
+        let _ = std::fs::remove_dir_all(&copy);
+        result
     }
 
     /// Runs until the process ends: watches the knowledge folders and sends reminders.

@@ -22,7 +22,7 @@ use crate::channels::http::{rfc3339, ApiError};
 use crate::dialog::Party;
 use crate::phrasing;
 use crate::reply;
-use crate::service::Service;
+use crate::service::{EditRefused, Service};
 use crate::storage::{
     AgentRecord, AgentRefused, CaseRecord, ClaimRefused, Closing, HandoffRecord, Store,
 };
@@ -49,6 +49,7 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/api/agent/cases", get(cases))
         .route("/api/agent/cases.csv", get(cases_csv))
         .route("/api/agent/unanswered", get(unanswered))
+        .route("/api/agent/examples", post(add_example))
         .route("/api/agent/ratings", get(ratings))
         .route("/api/agent/answers", get(answers))
         .route("/api/agent/knowledge", get(knowledge))
@@ -571,6 +572,46 @@ fn dice(a: &BTreeSet<char>, b: &BTreeSet<char>) -> f64 {
         return 0.0;
     }
     2.0 * a.intersection(b).count() as f64 / (a.len() + b.len()) as f64
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExampleBody {
+    entry: String,
+    text: String,
+}
+
+/// An editor adds a question as a new example of an entry; it goes live like a file edit.
+async fn add_example(
+    State(service): State<Arc<Service>>,
+    SignedIn(agent): SignedIn,
+    body: Result<Json<ExampleBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    if agent.role != "editor" {
+        return Err(ApiError::Forbidden(
+            "only agents with the editor role may change the knowledge base".into(),
+        ));
+    }
+    let Json(body) = body?;
+    let text = body.text.trim().to_string();
+    if text.is_empty() || text.chars().count() > 200 || text.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "an example is 1–200 characters on one line".into(),
+        ));
+    }
+    let worker = service.clone();
+    let result =
+        tokio::task::spawn_blocking(move || worker.add_example(&body.entry, &text, &agent.name))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match result {
+        Ok(version) => Ok(Json(json!({ "added": true, "knowledge_version": version }))),
+        Err(EditRefused::Unknown(message)) => Err(ApiError::NotFound(message)),
+        Err(EditRefused::Invalid(problems)) => Err(ApiError::Unprocessable(format!(
+            "the edit was refused: {problems}"
+        ))),
+        Err(EditRefused::Failed(message)) => Err(ApiError::Internal(message)),
+    }
 }
 
 /// Satisfaction per agent, overall and per week.

@@ -48,6 +48,10 @@ pub enum ApiError {
     NotFound(String),
     /// The action conflicts with the current state (a chat another agent holds).
     Conflict(String),
+    /// Signed in, but the role does not allow it.
+    Forbidden(String),
+    /// Well-formed but refused on its content (an edit that would break the knowledge base).
+    Unprocessable(String),
     Internal(String),
 }
 
@@ -58,6 +62,8 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+            ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "request failed");
                 (

@@ -565,3 +565,65 @@ fn agent_add_prints_the_token_once_and_stores_only_its_hash() {
     assert!(!ok);
     assert!(stderr.contains("--role"), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_editor_teaches_the_bot_an_unanswered_question_and_it_goes_live() {
+    let copy = crate::support::KnowledgeCopy::new("console-example");
+    let kb = copy.dir.clone();
+    let bot = TestBot::with_settings(move |s| s.kb = kb);
+    let agent = bot.add_agent("alice", "agent");
+    let editor = bot.add_agent("erin", "editor");
+    let question = "公司报账要凭证";
+    assert_eq!(bot.say("t1", question).await["action"], "handoff");
+    let (_, unanswered) = bot
+        .agent(Some(&editor), "GET", "/api/agent/unanswered", None)
+        .await;
+    assert_eq!(unanswered["groups"][0]["text"], question);
+
+    let body = json!({ "entry": "invoice", "text": question });
+    let (status, _) = bot
+        .agent(
+            Some(&agent),
+            "POST",
+            "/api/agent/examples",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 403, "only editors change the knowledge base");
+    let (status, _) = bot
+        .agent(
+            Some(&editor),
+            "POST",
+            "/api/agent/examples",
+            Some(json!({ "entry": "no_such", "text": question })),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let before = bot.service.bot().version.hash.clone();
+    let (status, added) = bot
+        .agent(Some(&editor), "POST", "/api/agent/examples", Some(body))
+        .await;
+    assert_eq!(status, 200, "{added}");
+    assert_ne!(added["knowledge_version"].as_str(), Some(before.as_str()));
+    assert!(
+        std::fs::read_to_string(copy.dir.join("invoice.toml"))
+            .unwrap()
+            .contains(question),
+        "written to the entry's file"
+    );
+    let answered = bot.say("t2", question).await;
+    assert_eq!(
+        (answered["action"].as_str(), answered["topic"].as_str()),
+        (Some("answer"), Some("invoice")),
+        "{answered}"
+    );
+    let versions = bot.store().knowledge_versions().unwrap();
+    assert!(
+        versions
+            .last()
+            .unwrap()
+            .source
+            .starts_with("console: erin added an example to invoice"),
+        "{versions:?}"
+    );
+}
