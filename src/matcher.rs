@@ -182,14 +182,20 @@ impl Matcher {
                 texts.push((entry_index, normalized, analysis, example));
             }
         }
-        let weights =
-            Weights::from_documents((0..knowledge_base.entries.len()).map(|entry_index| {
-                texts
-                    .iter()
-                    .filter(|t| t.0 == entry_index)
-                    .map(|t| &t.2)
-                    .collect()
-            }));
+        // Texts are pushed entry by entry: each entry's are one contiguous run (a filter per
+        // entry would be quadratic in the size of the base).
+        let mut runs: Vec<std::ops::Range<usize>> = vec![0..0; knowledge_base.entries.len()];
+        for (position, text) in texts.iter().enumerate() {
+            let run = &mut runs[text.0];
+            if run.is_empty() {
+                *run = position..position;
+            }
+            run.end = position + 1;
+        }
+        let weights = Weights::from_documents(
+            runs.iter()
+                .map(|run| texts[run.clone()].iter().map(|t| &t.2).collect()),
+        );
 
         let mut schema = Schema::builder();
         let indexing = TextFieldIndexing::default()
@@ -229,10 +235,9 @@ impl Matcher {
                 exact.entry(prepared.clone()).or_default().push(position);
             }
         }
-        let vocabularies = (0..knowledge_base.entries.len())
-            .map(|entry_index| {
-                Vocabulary::from_analyses(texts.iter().filter(|t| t.0 == entry_index).map(|t| &t.2))
-            })
+        let vocabularies = runs
+            .iter()
+            .map(|run| Vocabulary::from_analyses(texts[run.clone()].iter().map(|t| &t.2)))
             .collect();
         let indexed = texts
             .into_iter()
