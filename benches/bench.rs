@@ -656,6 +656,14 @@ fn main() {
     if let Some(index) = args.iter().position(|a| a == "--measure-build") {
         return measure_build(Path::new(&args[index + 1]));
     }
+    // `--write-base N DIR`: writes a synthetic base to look at or profile.
+    if let Some(index) = args.iter().position(|a| a == "--write-base") {
+        synthetic_base(
+            Path::new(&args[index + 2]),
+            args[index + 1].parse().unwrap(),
+        );
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let started = Instant::now();
     let (cases, _) = parse_cases(&std::fs::read_to_string("tests/data/eval.jsonl").unwrap());

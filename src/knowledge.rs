@@ -378,16 +378,22 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
 /// Parses one entry file.
 pub fn parse_str(path: &Path, text: &str) -> Result<Vec<Entry>, Diagnostic> {
     let file: EntryFile = parse_toml(path, text)?;
+    // Offsets of line starts, so each span's line is a binary search (counting newlines from
+    // the top for every example is quadratic in a big file).
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let line_at = |offset: usize| starts.partition_point(|&start| start <= offset);
     let entries = file
         .entry
         .into_iter()
         .map(|raw| {
-            let line = line_of(text, raw.id.span().start);
+            let line = line_at(raw.id.span().start);
             let id_text = raw.id.into_inner();
             let example_lines = raw
                 .examples
                 .iter()
-                .map(|e| line_of(text, e.span().start))
+                .map(|e| line_at(e.span().start))
                 .collect();
             Entry {
                 // An invalid id is reported by `validate`; keep the entry so its other problems show.

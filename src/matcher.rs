@@ -187,7 +187,7 @@ impl Matcher {
         let mut runs: Vec<std::ops::Range<usize>> = vec![0..0; knowledge_base.entries.len()];
         for (position, text) in texts.iter().enumerate() {
             let run = &mut runs[text.0];
-            if run.is_empty() {
+            if run.start == run.end {
                 *run = position..position;
             }
             run.end = position + 1;
