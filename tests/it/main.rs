@@ -2,6 +2,7 @@
 //! evaluation set, the real command line.
 
 mod answers;
+mod browser;
 mod cli;
 mod console;
 mod conversations;
