@@ -166,6 +166,9 @@ pub struct Trace {
 pub struct Outcome {
     /// Texts to send, in order (possibly none while an agent has the chat).
     pub replies: Vec<String>,
+    /// The titles a clarify reply (the last of `replies`) offers, in its numbered order: a
+    /// channel may show them as buttons that answer with the number.
+    pub choices: Vec<String>,
     pub conversation: Conversation,
     pub trace: Trace,
     /// A case to record (attached to `handoff`, or to the open handoff, when there is one).
@@ -229,6 +232,7 @@ impl<'a> Turn<'a> {
             lang,
             outcome: Outcome {
                 replies: Vec::new(),
+                choices: Vec::new(),
                 conversation: next,
                 trace: Trace {
                     act: Act::Hold,
@@ -384,6 +388,7 @@ impl<'a> Turn<'a> {
             }
             Decision::Clarify => {
                 self.memory().unanswered = Some(normalized);
+                self.outcome.choices = self.choice_titles(&reply.choices);
                 self.say(reply.reply);
                 self.trace(Act::Clarify, None, reply.confidence, reply.candidates);
             }
@@ -403,6 +408,16 @@ impl<'a> Turn<'a> {
                 self.trace(Act::Handoff, topic, reply.confidence, reply.candidates);
             }
         }
+    }
+
+    /// The titles of a clarify's choices in the buyer's language, as the reply numbers them.
+    fn choice_titles(&self, choices: &[crate::knowledge::EntryId]) -> Vec<String> {
+        let knowledge_base = self.bot.engine.knowledge_base();
+        choices
+            .iter()
+            .filter_map(|id| knowledge_base.entry(id.as_str()))
+            .map(|entry| reply::pick(&entry.title, &entry.title_en, self.lang).to_string())
+            .collect()
     }
 
     /// "那退货呢" after a question about exchanges: without its marker the message may be
@@ -810,6 +825,8 @@ impl<'a> Turn<'a> {
                 let listing: Vec<String> = violations.iter().map(ToString::to_string).collect();
                 tracing::warn!(violations = ?listing, "reply broke a phrasing rule; sending the handoff notice instead");
                 *text = safe.clone();
+                // The notice offers nothing to choose.
+                self.outcome.choices.clear();
             }
         }
         self.outcome

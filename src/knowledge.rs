@@ -87,6 +87,9 @@ pub const REQUIRED_TEMPLATES: &[&str] = &[
     "still_waiting",
     "handoff_cancelled",
     "attachment_received",
+    "welcome",
+    "message_kind_unsupported",
+    "try_again",
 ];
 
 /// Fewest example questions an entry may have.

@@ -8,15 +8,16 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use rusqlite_migration::{Migrations, M};
 
 use super::{
-    CaseRecord, ClaimRefused, Committed, HandoffRecord, KnowledgeRecord, Sender, Store, StoreError,
-    StoreResult, StoredMessage, Turn,
+    CaseRecord, ClaimRefused, Committed, HandoffRecord, KnowledgeRecord, NewMessage, Sender, Store,
+    StoreError, StoreResult, StoredMessage, Turn,
 };
 use crate::bot::KnowledgeVersion;
 use crate::conversation::{ChatKey, ChatState, Conversation};
 
 /// The schema, one step per release; never edit a step that has shipped, add one.
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE chats (
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE chats (
         channel TEXT NOT NULL,
         chat_id TEXT NOT NULL,
         state TEXT NOT NULL,
@@ -83,7 +84,19 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         entries INTEGER NOT NULL,
         flows INTEGER NOT NULL
     );",
-)];
+    ),
+    // The outbox (push channels such as Telegram) and once-only handling of redelivered
+    // messages. Messages stored before it count as delivered.
+    M::up(
+        "ALTER TABLE messages ADD COLUMN delivered_ms INTEGER;
+    ALTER TABLE messages ADD COLUMN choices TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE messages ADD COLUMN source_id TEXT;
+    UPDATE messages SET delivered_ms = at_ms;
+    CREATE INDEX messages_outbox ON messages (channel, chat_id, id) WHERE delivered_ms IS NULL;
+    CREATE UNIQUE INDEX messages_by_source ON messages (channel, chat_id, source_id)
+        WHERE source_id IS NOT NULL;",
+    ),
+];
 
 const HANDOFF_COLUMNS: &str = "id, channel, chat_id, created_ms, reason, priority, state, agent, summary, candidates, collected, evidence, case_id, reminded_ms";
 
@@ -166,27 +179,58 @@ fn handoff_of(row: &Row) -> rusqlite::Result<HandoffRecord> {
     })
 }
 
-fn insert_message(
-    tx: &Transaction,
-    chat: &ChatKey,
+/// One row of `messages`.
+struct MessageRow<'a> {
+    chat: &'a ChatKey,
     sender: Sender,
-    text: &str,
+    text: &'a str,
     at_ms: i64,
-    trace: Option<(&str, Option<&str>, f32, &str)>,
-    attachments: &str,
-) -> rusqlite::Result<()> {
-    let (act, topic, confidence, version) = match trace {
+    /// Act, topic, confidence and knowledge version of the turn.
+    trace: Option<(&'a str, Option<&'a str>, f32, &'a str)>,
+    /// JSON list.
+    attachments: &'a str,
+    /// JSON list.
+    choices: &'a str,
+    agent: Option<&'a str>,
+    source_id: Option<&'a str>,
+    delivered_ms: Option<i64>,
+}
+
+fn insert_message(tx: &Connection, row: &MessageRow) -> rusqlite::Result<i64> {
+    let (act, topic, confidence, version) = match row.trace {
         Some((act, topic, confidence, version)) => {
             (Some(act), topic, Some(confidence), Some(version))
         }
         None => (None, None, None, None),
     };
     tx.execute(
-        "INSERT INTO messages (channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![chat.channel(), chat.id(), sender.as_str(), text, at_ms, act, topic, confidence, version, attachments],
+        "INSERT INTO messages (channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments, choices, agent, source_id, delivered_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![row.chat.channel(), row.chat.id(), row.sender.as_str(), row.text, row.at_ms, act, topic, confidence, version,
+                row.attachments, row.choices, row.agent, row.source_id, row.delivered_ms],
     )?;
-    Ok(())
+    Ok(tx.last_insert_rowid())
+}
+
+const MESSAGE_COLUMNS: &str = "id, channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments, agent, choices, delivered_ms";
+
+fn message_of(row: &Row) -> rusqlite::Result<StoredMessage> {
+    let sender: String = row.get(3)?;
+    Ok(StoredMessage {
+        id: row.get(0)?,
+        chat: chat_of(row, 1)?,
+        from: Sender::parse(&sender),
+        text: row.get(4)?,
+        at_ms: row.get(5)?,
+        act: row.get(6)?,
+        topic: row.get(7)?,
+        confidence: row.get::<_, Option<f64>>(8)?.map(|c| c as f32),
+        knowledge_version: row.get(9)?,
+        attachments: from_json(row.get(10)?),
+        agent: row.get(11)?,
+        choices: from_json(row.get(12)?),
+        delivered_ms: row.get(13)?,
+    })
 }
 
 fn save_conversation(
@@ -245,20 +289,43 @@ impl Store for SqliteStore {
             turn.knowledge_version,
         );
         let attachments = json(&turn.inbound.attachments);
-        let text = &turn.inbound.text;
         insert_message(
             &tx,
-            chat,
-            Sender::Buyer,
-            text,
-            at_ms,
-            Some(details),
-            &attachments,
+            &MessageRow {
+                chat,
+                sender: Sender::Buyer,
+                text: &turn.inbound.text,
+                at_ms,
+                trace: Some(details),
+                attachments: &attachments,
+                choices: "[]",
+                agent: None,
+                source_id: turn.source_id,
+                delivered_ms: Some(at_ms),
+            },
         )
         .map_err(sql)?;
-        for reply in &outcome.replies {
-            insert_message(&tx, chat, Sender::Bot, reply, at_ms, Some(details), "[]")
-                .map_err(sql)?;
+        let n_replies = outcome.replies.len();
+        let choices = json(&outcome.choices);
+        for (index, reply) in outcome.replies.iter().enumerate() {
+            // A clarify's choices belong to its question, the turn's last reply.
+            let last = index + 1 == n_replies;
+            insert_message(
+                &tx,
+                &MessageRow {
+                    chat,
+                    sender: Sender::Bot,
+                    text: reply,
+                    at_ms,
+                    trace: Some(details),
+                    attachments: "[]",
+                    choices: if last { &choices } else { "[]" },
+                    agent: None,
+                    source_id: None,
+                    delivered_ms: turn.replies_delivered.then_some(at_ms),
+                },
+            )
+            .map_err(sql)?;
         }
         let mut committed = Committed::default();
         if let Some(case) = &outcome.case {
@@ -310,28 +377,12 @@ impl Store for SqliteStore {
     fn messages(&self, chat: &ChatKey, after: i64) -> StoreResult<Vec<StoredMessage>> {
         let connection = self.lock();
         let mut statement = connection
-            .prepare_cached(
-                "SELECT id, channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments, agent
-                 FROM messages WHERE channel = ?1 AND chat_id = ?2 AND id > ?3 ORDER BY id",
-            )
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel = ?1 AND chat_id = ?2 AND id > ?3 ORDER BY id"
+            ))
             .map_err(sql)?;
         let rows = statement
-            .query_map(params![chat.channel(), chat.id(), after], |row| {
-                let sender: String = row.get(3)?;
-                Ok(StoredMessage {
-                    id: row.get(0)?,
-                    chat: chat_of(row, 1)?,
-                    from: Sender::parse(&sender),
-                    text: row.get(4)?,
-                    at_ms: row.get(5)?,
-                    act: row.get(6)?,
-                    topic: row.get(7)?,
-                    confidence: row.get::<_, Option<f64>>(8)?.map(|c| c as f32),
-                    knowledge_version: row.get(9)?,
-                    attachments: from_json(row.get(10)?),
-                    agent: row.get(11)?,
-                })
-            })
+            .query_map(params![chat.channel(), chat.id(), after], message_of)
             .map_err(sql)?;
         rows.collect::<rusqlite::Result<_>>().map_err(sql)
     }
@@ -499,12 +550,18 @@ impl Store for SqliteStore {
         .map_err(sql)?;
         insert_message(
             &tx,
-            &chat,
-            Sender::Bot,
-            text,
-            at_ms,
-            Some(("hold", None, 0.0, knowledge_version)),
-            "[]",
+            &MessageRow {
+                chat: &chat,
+                sender: Sender::Bot,
+                text,
+                at_ms,
+                trace: Some(("hold", None, 0.0, knowledge_version)),
+                attachments: "[]",
+                choices: "[]",
+                agent: None,
+                source_id: None,
+                delivered_ms: None,
+            },
         )
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
@@ -543,5 +600,77 @@ impl Store for SqliteStore {
             })
             .map_err(sql)?;
         rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
+    fn seen(&self, chat: &ChatKey, source_id: &str) -> StoreResult<bool> {
+        self.lock()
+            .query_row(
+                "SELECT 1 FROM messages WHERE channel = ?1 AND chat_id = ?2 AND source_id = ?3",
+                params![chat.channel(), chat.id(), source_id],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(sql)
+    }
+
+    fn post_message(&self, message: &NewMessage) -> StoreResult<i64> {
+        let delivered_ms = (message.from == Sender::Buyer).then_some(message.at_ms);
+        insert_message(
+            &self.lock(),
+            &MessageRow {
+                chat: message.chat,
+                sender: message.from,
+                text: message.text,
+                at_ms: message.at_ms,
+                trace: message
+                    .knowledge_version
+                    .map(|version| ("notice", None, 1.0, version)),
+                attachments: "[]",
+                choices: "[]",
+                agent: message.agent,
+                source_id: message.source_id,
+                delivered_ms,
+            },
+        )
+        .map_err(sql)
+    }
+
+    fn pending_chats(&self, channel: &str) -> StoreResult<Vec<ChatKey>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT DISTINCT channel, chat_id FROM messages
+                 WHERE channel = ?1 AND delivered_ms IS NULL AND sender <> 'buyer' ORDER BY chat_id",
+            )
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![channel], |row| chat_of(row, 0))
+            .map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
+    fn undelivered(&self, chat: &ChatKey) -> StoreResult<Vec<StoredMessage>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages
+                 WHERE channel = ?1 AND chat_id = ?2 AND delivered_ms IS NULL AND sender <> 'buyer' ORDER BY id"
+            ))
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![chat.channel(), chat.id()], message_of)
+            .map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
+    fn mark_delivered(&self, message: i64, at_ms: i64) -> StoreResult<()> {
+        self.lock()
+            .execute(
+                "UPDATE messages SET delivered_ms = ?2 WHERE id = ?1 AND delivered_ms IS NULL",
+                params![message, at_ms],
+            )
+            .map_err(sql)?;
+        Ok(())
     }
 }

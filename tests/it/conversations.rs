@@ -324,7 +324,11 @@ async fn asking_for_a_person_queues_a_handoff_with_its_context() {
     assert_eq!(lines[0], (Sender::Buyer, "能开发票吗"));
     assert_eq!(lines[2], (Sender::Buyer, "转人工"));
     assert_eq!(lines.len(), 4);
-    assert_eq!(transcript[2].act.as_deref(), Some("handoff"), "the buyer's message records what the bot did with it");
+    assert_eq!(
+        transcript[2].act.as_deref(),
+        Some("handoff"),
+        "the buyer's message records what the bot did with it"
+    );
     let answer = &transcript[1];
     assert_eq!(answer.topic.as_deref(), Some("invoice"));
     assert_eq!(
