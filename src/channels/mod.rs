@@ -1,5 +1,6 @@
-//! Adapters between the outside world and the conversation engine. Only here do stdin/stdout
-//! and HTTP (and, later, Telegram) appear; each is a thin layer over `service` or `engine`.
+//! Adapters between the outside world and the conversation engine. Only here do stdin/stdout,
+//! HTTP and Telegram appear; each is a thin layer over `service` or `engine`.
 
 pub mod cli;
 pub mod http;
+pub mod telegram;
