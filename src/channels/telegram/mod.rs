@@ -8,6 +8,7 @@
 //! - `lanes`: updates of one chat in order, chats in parallel.
 //! - `outbox`: delivery in order per chat, retried until Telegram takes it; clarify choices as
 //!   inline buttons; long texts split at Telegram's 4,096 limit.
+//! - `webhook`: the route Telegram posts updates to, and its secret token.
 //!
 //! Updates come by long polling (default) or, with `webhook_url` set, as POSTs to that URL's
 //! path on the `serve` HTTP server, each checked for the secret token. Either way an update
@@ -19,20 +20,16 @@
 pub mod lanes;
 pub mod outbox;
 pub mod update;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use axum::Router;
-use sha2::Digest;
 use teloxide::payloads::{GetUpdatesSetters, SetWebhookSetters};
 use teloxide::prelude::Requester;
-use teloxide::types::{AllowedUpdate, CallbackQueryId, ChatId, MessageId, Update};
+use teloxide::types::{AllowedUpdate, CallbackQueryId, ChatId, MessageId};
 use teloxide::{ApiError, Bot, RequestError};
 
 use crate::config::TelegramSettings;
@@ -50,8 +47,7 @@ use update::{Incoming, Me, Request};
 /// The updates the bot asks Telegram for.
 const ALLOWED_UPDATES: [AllowedUpdate; 2] = [AllowedUpdate::Message, AllowedUpdate::CallbackQuery];
 
-/// The header Telegram sends the webhook's secret token in.
-pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+pub use webhook::SECRET_HEADER;
 
 /// The running Telegram bot of one token.
 pub struct Telegram {
@@ -186,7 +182,7 @@ impl Telegram {
     /// Webhook mode: registers `webhook_url` with its secret at Telegram, starts the outbox,
     /// and returns the route to merge into the `serve` server.
     pub async fn start_webhook(self: Arc<Self>) -> anyhow::Result<Router> {
-        let (url, secret) = self.webhook()?;
+        let (url, secret) = webhook::address(&self.settings, self.bot.token())?;
         self.bot
             .set_webhook(url.clone())
             .secret_token(secret)
@@ -201,46 +197,13 @@ impl Telegram {
     /// The webhook route alone: `POST <path of webhook_url>`, refused (401) without the
     /// secret token; answered once the update is stored.
     pub fn webhook_router(self: &Arc<Self>) -> anyhow::Result<Router> {
-        let (url, secret) = self.webhook()?;
-        let webhook = Arc::new(Webhook {
-            lanes: self.lanes(),
-            me: self.me.clone(),
+        let (url, secret) = webhook::address(&self.settings, self.bot.token())?;
+        Ok(webhook::router(
+            url.path(),
+            self.lanes(),
+            self.me.clone(),
             secret,
-        });
-        Ok(Router::new()
-            .route(url.path(), post(receive_webhook))
-            .with_state(webhook))
-    }
-
-    /// The webhook URL (its path is served) and its secret token.
-    fn webhook(&self) -> anyhow::Result<(url::Url, String)> {
-        let configured = self
-            .settings
-            .webhook_url
-            .as_deref()
-            .context("TELEGRAM_WEBHOOK_URL is not set")?;
-        let url = url::Url::parse(configured)
-            .with_context(|| format!("TELEGRAM_WEBHOOK_URL={configured} is not a URL"))?;
-        anyhow::ensure!(
-            url.path().len() > 1,
-            "TELEGRAM_WEBHOOK_URL={configured} needs a path for the bot (https://shop.example/telegram/webhook)"
-        );
-        let secret = match &self.settings.webhook_secret {
-            Some(secret) => {
-                let secret = secret.expose().to_string();
-                let valid = (1..=256).contains(&secret.len())
-                    && secret
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-                anyhow::ensure!(
-                    valid,
-                    "TELEGRAM_WEBHOOK_SECRET must be 1–256 characters of A-Z, a-z, 0-9, _ and -"
-                );
-                secret
-            }
-            None => derived_secret(self.bot.token()),
-        };
-        Ok((url, secret))
+        ))
     }
 
     fn lanes(self: &Arc<Self>) -> Arc<Lanes> {
@@ -364,77 +327,5 @@ impl Telegram {
         if let Err(error) = self.bot.send_message(chat, text).await {
             tracing::error!(chat = chat.0, %error, "could not ask the buyer to send again");
         }
-    }
-}
-
-/// A webhook secret from the token when none is configured: stable across restarts, and
-/// only the token's holder can compute it.
-fn derived_secret(token: &str) -> String {
-    let digest = sha2::Sha256::digest(format!("xiaoer telegram webhook\n{token}").as_bytes());
-    digest.iter().take(24).map(|b| format!("{b:02x}")).collect()
-}
-
-struct Webhook {
-    lanes: Arc<Lanes>,
-    me: Me,
-    secret: String,
-}
-
-async fn receive_webhook(
-    State(webhook): State<Arc<Webhook>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let given = headers
-        .get(SECRET_HEADER)
-        .map(|value| value.as_bytes())
-        .unwrap_or_default();
-    if !same_secret(given, webhook.secret.as_bytes()) {
-        tracing::warn!("a webhook request without the right secret token was refused");
-        return StatusCode::UNAUTHORIZED;
-    }
-    let update: Update = match serde_json::from_slice(&body) {
-        Ok(update) => update,
-        Err(error) => {
-            tracing::warn!(%error, "a webhook request is not a Telegram update");
-            return StatusCode::BAD_REQUEST;
-        }
-    };
-    if let Some(incoming) = update::read(&update, &webhook.me) {
-        // Telegram sends the update again unless it gets a 200: answer once it is stored.
-        let _ = webhook.lanes.push(incoming).await;
-    }
-    StatusCode::OK
-}
-
-/// Compares secrets in time independent of where they differ.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abd", b"abc"));
-        assert!(!same_secret(b"ab", b"abc"));
-        assert!(!same_secret(b"", b"abc"));
-    }
-
-    #[test]
-    fn a_derived_secret_is_a_valid_webhook_token_and_stable() {
-        let secret = derived_secret("123:abc");
-        assert_eq!(secret, derived_secret("123:abc"));
-        assert_ne!(secret, derived_secret("123:abd"));
-        assert_eq!(secret.len(), 48);
-        assert!(secret.bytes().all(|b| b.is_ascii_hexdigit()));
     }
 }
