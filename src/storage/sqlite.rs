@@ -674,3 +674,94 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(id: &str) -> ChatKey {
+        ChatKey::parse("telegram", id).unwrap()
+    }
+
+    fn post(store: &SqliteStore, chat: &ChatKey, from: Sender, source_id: Option<&str>) -> i64 {
+        store
+            .post_message(&NewMessage {
+                chat,
+                from,
+                text: "您好",
+                at_ms: 1,
+                source_id,
+                agent: None,
+                knowledge_version: None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn outbound_messages_wait_in_the_outbox_until_delivered() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let (a, b) = (chat("1"), chat("2"));
+        post(&store, &a, Sender::Buyer, Some("m1"));
+        let first = post(&store, &a, Sender::Agent, None);
+        let second = post(&store, &a, Sender::Bot, None);
+        post(&store, &b, Sender::Bot, None);
+        assert_eq!(store.pending_chats("telegram").unwrap(), [a.clone(), b]);
+        assert!(store.pending_chats("http").unwrap().is_empty());
+        let pending: Vec<i64> = store
+            .undelivered(&a)
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(pending, [first, second]);
+        store.mark_delivered(first, 5).unwrap();
+        let pending: Vec<i64> = store
+            .undelivered(&a)
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(pending, [second]);
+        let delivered = store.messages(&a, 0).unwrap();
+        assert_eq!(delivered[1].delivered_ms, Some(5));
+    }
+
+    #[test]
+    fn a_source_id_is_seen_once_per_chat() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert!(!store.seen(&chat("1"), "m7").unwrap());
+        post(&store, &chat("1"), Sender::Buyer, Some("m7"));
+        assert!(store.seen(&chat("1"), "m7").unwrap());
+        assert!(!store.seen(&chat("2"), "m7").unwrap());
+        let again = store.post_message(&NewMessage {
+            chat: &chat("1"),
+            from: Sender::Buyer,
+            text: "again",
+            at_ms: 2,
+            source_id: Some("m7"),
+            agent: None,
+            knowledge_version: None,
+        });
+        assert!(again.is_err(), "the same message is stored once");
+    }
+
+    #[test]
+    fn messages_stored_before_the_outbox_count_as_delivered() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        Migrations::from_slice(&MIGRATIONS[..1])
+            .to_latest(&mut connection)
+            .unwrap();
+        connection
+            .execute(
+                "INSERT INTO messages (channel, chat_id, sender, text, at_ms) VALUES ('telegram', '1', 'bot', '您好', 3)",
+                [],
+            )
+            .unwrap();
+        let store = SqliteStore::with_connection(connection).unwrap();
+        assert!(store.pending_chats("telegram").unwrap().is_empty());
+        assert_eq!(
+            store.messages(&chat("1"), 0).unwrap()[0].delivered_ms,
+            Some(3)
+        );
+    }
+}
