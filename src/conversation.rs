@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bot::Bot;
 use crate::case::{CaseStatus, NewCase};
-use crate::dialog::{self, Advance, Attachment, Collect, Flow, Progress};
+use crate::dialog::{self, Advance, Attachment, Collect, Flow, Progress, Step};
 use crate::engine::{Considered, Context, Decision, Reply};
 use crate::handoff::{NewHandoff, Reason};
 use crate::hours::ServiceHours;
@@ -166,8 +166,9 @@ pub struct Trace {
 pub struct Outcome {
     /// Texts to send, in order (possibly none while an agent has the chat).
     pub replies: Vec<String>,
-    /// The titles a clarify reply (the last of `replies`) offers, in its numbered order: a
-    /// channel may show them as buttons that answer with the number.
+    /// What the last of `replies` offers to pick by number, in order: a clarify's topic
+    /// titles, or a flow step's options. A channel may show them as buttons that answer with
+    /// the number.
     pub choices: Vec<String>,
     pub conversation: Conversation,
     pub trace: Trace,
@@ -480,6 +481,7 @@ impl<'a> Turn<'a> {
             );
         } else {
             self.say(prompt);
+            self.offer_options(flow.first());
             self.set_state(ChatState::Flow { progress });
             self.trace(
                 Act::Dialog,
@@ -487,6 +489,17 @@ impl<'a> Turn<'a> {
                 reply.confidence,
                 reply.candidates.clone(),
             );
+        }
+    }
+
+    /// A choice step's options, as its prompt numbers them (`1. 补偿部分货款` …), go with the
+    /// question just said, so a channel can show them as buttons.
+    fn offer_options(&mut self, step: &Step) {
+        if let Collect::Choice(choices) = &step.collect {
+            let options = numbered_options(&self.pick(&step.prompt));
+            if options.len() == choices.len() {
+                self.outcome.choices = options;
+            }
         }
     }
 
@@ -535,13 +548,12 @@ impl<'a> Turn<'a> {
         let new_topic = escape.new_topic;
         match advanced {
             Advance::Ask(next) if !new_topic => {
-                let prompt = self.pick(
-                    &flow
-                        .step(&next.step)
-                        .expect("advance returns a step of the flow")
-                        .prompt,
-                );
+                let step = flow
+                    .step(&next.step)
+                    .expect("advance returns a step of the flow");
+                let prompt = self.pick(&step.prompt);
                 self.say(prompt);
+                self.offer_options(step);
                 self.set_state(ChatState::Flow { progress: next });
                 self.trace(Act::Dialog, Some(flow.id.to_string()), 1.0, Vec::new());
             }
@@ -555,6 +567,7 @@ impl<'a> Turn<'a> {
                     .expect("reask stays on a step of the flow");
                 let text = self.pick(&step.reask);
                 self.say(text);
+                self.offer_options(step);
                 self.set_state(ChatState::Flow { progress: next });
                 self.trace(Act::Dialog, Some(flow.id.to_string()), 1.0, Vec::new());
             }
@@ -708,20 +721,19 @@ impl<'a> Turn<'a> {
         let topic = Some(flow.id.to_string());
         match dialog::advance(flow, &progress, &answer, self.bot.engine.normalizer()) {
             Advance::Ask(next) => {
-                let prompt = self.pick(
-                    &flow
-                        .step(&next.step)
-                        .expect("advance returns a step")
-                        .prompt,
-                );
+                let step = flow.step(&next.step).expect("advance returns a step");
+                let prompt = self.pick(&step.prompt);
                 self.say(prompt);
+                self.offer_options(step);
                 self.outcome.handoff_details =
                     Some((next.collected.clone(), next.evidence.clone()));
                 self.set_state(ChatState::Waiting { flow: Some(next) });
             }
             Advance::Reask(next) if next.misses <= dialog::MAX_REASKS => {
-                let text = self.pick(&flow.step(&next.step).expect("reask stays on a step").reask);
+                let step = flow.step(&next.step).expect("reask stays on a step");
+                let text = self.pick(&step.reask);
                 self.say(text);
+                self.offer_options(step);
                 self.set_state(ChatState::Waiting { flow: Some(next) });
             }
             Advance::Reask(next) => {
@@ -859,6 +871,30 @@ fn strip_follow_up_marker(text: &str) -> Option<String> {
     None
 }
 
+/// The `1. label` lines of a text, numbered 1, 2, 3 … in order; none when the numbering is off.
+fn numbered_options(text: &str) -> Vec<String> {
+    let mut options = Vec::new();
+    for line in text.lines() {
+        let expected = format!("{}.", options.len() + 1);
+        if let Some(label) = line.trim().strip_prefix(&expected) {
+            let label = label.trim();
+            if !label.is_empty() {
+                options.push(label.to_string());
+                continue;
+            }
+        }
+        if line
+            .trim()
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+        {
+            return Vec::new();
+        }
+    }
+    options
+}
+
 fn looks_like_question(text: &str) -> bool {
     let lower = text.to_lowercase();
     [
@@ -895,6 +931,18 @@ mod tests {
         );
         assert_eq!(strip_follow_up_marker("退货呢"), None);
         assert_eq!(strip_follow_up_marker("那"), None);
+    }
+
+    #[test]
+    fn numbered_lines_are_options() {
+        assert_eq!(
+            numbered_options(
+                "请问您希望怎么处理？请回复序号：\n1. 补偿部分货款\n2. 换一件新的\n3. 退货退款"
+            ),
+            ["补偿部分货款", "换一件新的", "退货退款"]
+        );
+        assert!(numbered_options("请您回复序号 1、2 或 3。").is_empty());
+        assert!(numbered_options("1. 补偿\n3. 退货").is_empty());
     }
 
     #[test]

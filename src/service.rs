@@ -36,7 +36,8 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Handled {
     pub replies: Vec<String>,
-    /// The titles a clarify reply (the last one) offers, numbered from 1 in this order.
+    /// What the last reply offers to pick by number (a clarify's titles, a flow step's
+    /// options), numbered from 1 in this order.
     pub choices: Vec<String>,
     pub action: Act,
     pub topic: Option<String>,

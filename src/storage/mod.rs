@@ -70,8 +70,8 @@ pub struct StoredMessage {
     pub attachments: Vec<Attachment>,
     /// The agent who wrote it, for agent messages.
     pub agent: Option<String>,
-    /// The numbered choices a clarify reply offers, in order (a channel may show them as
-    /// buttons); empty for every other message.
+    /// What the message offers to pick by number, in order (a clarify's topics, a flow
+    /// step's options; a channel may show them as buttons); empty for other messages.
     pub choices: Vec<String>,
     /// When the message reached its recipient: a buyer's message when it reached us, a reply
     /// when its channel handed it over. `None` while an outbound message waits in the outbox.

@@ -308,7 +308,7 @@ impl Store for SqliteStore {
         let n_replies = outcome.replies.len();
         let choices = json(&outcome.choices);
         for (index, reply) in outcome.replies.iter().enumerate() {
-            // A clarify's choices belong to its question, the turn's last reply.
+            // The choices belong to the question, the turn's last reply.
             let last = index + 1 == n_replies;
             insert_message(
                 &tx,

@@ -290,7 +290,16 @@ async fn a_damaged_item_flow_takes_a_photo_as_evidence() {
         texts(&photographed),
         [prompt(&shop, "damaged_item", "remedy")]
     );
-    let chosen = buyer.says("2").await;
+    // The remedies are buttons too, as the prompt numbers them.
+    let remedy = &photographed[0];
+    let labels: Vec<&str> = remedy.buttons.iter().map(|(l, _)| l.as_str()).collect();
+    let numbered: Vec<&str> = remedy
+        .text
+        .lines()
+        .filter(|l| l.starts_with(char::is_numeric))
+        .collect();
+    assert_eq!(labels, numbered);
+    let chosen = buyer.presses(remedy, "2").await;
     let bot = shop.knowledge();
     let flow = bot
         .flows

@@ -6,7 +6,7 @@
 //! - `update`: an update → what it asks (a message, `/start`, `/human`, a pressed button, a
 //!   message kind the bot can't read), or nothing; the group rule.
 //! - `lanes`: updates of one chat in order, chats in parallel.
-//! - `outbox`: delivery in order per chat, retried until Telegram takes it; clarify choices as
+//! - `outbox`: delivery in order per chat, retried until Telegram takes it; numbered options as
 //!   inline buttons; long texts split at Telegram's 4,096 limit.
 //! - `webhook`: the route Telegram posts updates to, and its secret token.
 //!

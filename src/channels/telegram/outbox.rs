@@ -206,7 +206,7 @@ impl Outbox {
     }
 }
 
-/// One button per choice, `1. 退货运费` …, each answering with its number.
+/// One button per option, `1. 退货运费` …, each answering with its number.
 fn keyboard(choices: &[String]) -> Option<InlineKeyboardMarkup> {
     (!choices.is_empty()).then(|| {
         InlineKeyboardMarkup::new(choices.iter().enumerate().map(|(index, title)| {

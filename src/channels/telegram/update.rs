@@ -46,7 +46,7 @@ pub enum Request {
     },
     /// A sticker, voice message, location … that the bot can't read.
     Unsupported,
-    /// A button of a clarify question pressed: the choice's number, the press to answer, and
+    /// A button of a numbered question pressed: the option's number, the press to answer, and
     /// the message whose buttons are spent.
     Choice {
         number: String,
