@@ -496,7 +496,7 @@ impl<'a> Turn<'a> {
     /// question just said, so a channel can show them as buttons.
     fn offer_options(&mut self, step: &Step) {
         if let Collect::Choice(choices) = &step.collect {
-            let options = numbered_options(&self.pick(&step.prompt));
+            let options = dialog::numbered_options(&self.pick(&step.prompt));
             if options.len() == choices.len() {
                 self.outcome.choices = options;
             }
@@ -871,30 +871,6 @@ fn strip_follow_up_marker(text: &str) -> Option<String> {
     None
 }
 
-/// The `1. label` lines of a text, numbered 1, 2, 3 … in order; none when the numbering is off.
-fn numbered_options(text: &str) -> Vec<String> {
-    let mut options = Vec::new();
-    for line in text.lines() {
-        let expected = format!("{}.", options.len() + 1);
-        if let Some(label) = line.trim().strip_prefix(&expected) {
-            let label = label.trim();
-            if !label.is_empty() {
-                options.push(label.to_string());
-                continue;
-            }
-        }
-        if line
-            .trim()
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_digit())
-        {
-            return Vec::new();
-        }
-    }
-    options
-}
-
 fn looks_like_question(text: &str) -> bool {
     let lower = text.to_lowercase();
     [
@@ -931,18 +907,6 @@ mod tests {
         );
         assert_eq!(strip_follow_up_marker("退货呢"), None);
         assert_eq!(strip_follow_up_marker("那"), None);
-    }
-
-    #[test]
-    fn numbered_lines_are_options() {
-        assert_eq!(
-            numbered_options(
-                "请问您希望怎么处理？请回复序号：\n1. 补偿部分货款\n2. 换一件新的\n3. 退货退款"
-            ),
-            ["补偿部分货款", "换一件新的", "退货退款"]
-        );
-        assert!(numbered_options("请您回复序号 1、2 或 3。").is_empty());
-        assert!(numbered_options("1. 补偿\n3. 退货").is_empty());
     }
 
     #[test]
