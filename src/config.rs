@@ -33,6 +33,70 @@ impl Default for Thresholds {
     }
 }
 
+/// A secret read from the environment; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// `None` for an empty value.
+    pub fn parse(value: &str) -> Option<Secret> {
+        let value = value.trim();
+        (!value.is_empty()).then(|| Secret(value.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// The Telegram bot (`src/channels/telegram`). It runs when a token is set.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramSettings {
+    /// The bot's token from BotFather: `TELEGRAM_BOT_TOKEN` only, never a file.
+    #[serde(skip)]
+    pub token: Option<Secret>,
+    /// The Bot API server (`TELEGRAM_API_URL`): Telegram's, a self-hosted one, or a test's.
+    pub api_url: String,
+    /// Webhook mode: the public HTTPS URL Telegram posts updates to (`TELEGRAM_WEBHOOK_URL`);
+    /// its path is served by `xiaoer serve`. Without it the bot uses long polling.
+    pub webhook_url: Option<String>,
+    /// The secret Telegram sends with every webhook update (`TELEGRAM_WEBHOOK_SECRET`, 1–256
+    /// of `A-Z a-z 0-9 _ -`); when unset, one is derived from the token.
+    #[serde(skip)]
+    pub webhook_secret: Option<Secret>,
+    /// How long one long-polling request waits for updates, in seconds.
+    pub poll_timeout_s: u32,
+    /// First wait before a failed send is tried again (network, 5xx); it doubles each time.
+    pub retry_initial_ms: u64,
+    /// Longest wait between two tries of a send.
+    pub retry_max_ms: u64,
+    /// How often the outbox looks for messages stored outside a turn (agent replies,
+    /// reminders), in milliseconds.
+    pub outbox_interval_ms: u64,
+}
+
+impl Default for TelegramSettings {
+    fn default() -> Self {
+        TelegramSettings {
+            token: None,
+            api_url: "https://api.telegram.org".into(),
+            webhook_url: None,
+            webhook_secret: None,
+            poll_timeout_s: 10,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 300_000,
+            outbox_interval_ms: 1_000,
+        }
+    }
+}
+
 /// Everything configurable.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -51,6 +115,7 @@ pub struct Settings {
     pub remind_after_s: u64,
     /// How often the running bot looks for edits of `kb` and `dialogs`, in milliseconds.
     pub reload_interval_ms: u64,
+    pub telegram: TelegramSettings,
 }
 
 impl Default for Settings {
@@ -64,6 +129,7 @@ impl Default for Settings {
             hours: HoursSettings::default(),
             remind_after_s: 90,
             reload_interval_ms: 1000,
+            telegram: TelegramSettings::default(),
         }
     }
 }
@@ -118,6 +184,20 @@ impl Settings {
                     .map_err(|_| Error::Config(format!("{name}={value} is not a number")))?;
             }
         }
+        read_telegram_env(&mut settings.telegram);
         Ok(settings)
+    }
+}
+
+/// `TELEGRAM_BOT_TOKEN`, `TELEGRAM_API_URL`, `TELEGRAM_WEBHOOK_URL`, `TELEGRAM_WEBHOOK_SECRET`.
+fn read_telegram_env(telegram: &mut TelegramSettings) {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    telegram.token = var("TELEGRAM_BOT_TOKEN").and_then(|v| Secret::parse(&v));
+    telegram.webhook_secret = var("TELEGRAM_WEBHOOK_SECRET").and_then(|v| Secret::parse(&v));
+    if let Some(url) = var("TELEGRAM_API_URL") {
+        telegram.api_url = url;
+    }
+    if let Some(url) = var("TELEGRAM_WEBHOOK_URL") {
+        telegram.webhook_url = Some(url);
     }
 }

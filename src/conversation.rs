@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bot::Bot;
 use crate::case::{CaseStatus, NewCase};
-use crate::dialog::{self, Advance, Attachment, Collect, Flow, Progress};
+use crate::dialog::{self, Advance, Attachment, Collect, Flow, Progress, Step};
 use crate::engine::{Considered, Context, Decision, Reply};
 use crate::handoff::{NewHandoff, Reason};
 use crate::hours::ServiceHours;
@@ -169,6 +169,10 @@ pub struct Trace {
 pub struct Outcome {
     /// Texts to send, in order (possibly none while an agent has the chat).
     pub replies: Vec<String>,
+    /// What the last of `replies` offers to pick by number, in order: a clarify's topic
+    /// titles, or a flow step's options. A channel may show them as buttons that answer with
+    /// the number.
+    pub choices: Vec<String>,
     pub conversation: Conversation,
     pub trace: Trace,
     /// A case to record (attached to `handoff`, or to the open handoff, when there is one).
@@ -243,6 +247,7 @@ impl<'a> Turn<'a> {
             lang,
             outcome: Outcome {
                 replies: Vec::new(),
+                choices: Vec::new(),
                 conversation: next,
                 trace: Trace {
                     act: Act::Hold,
@@ -417,6 +422,7 @@ impl<'a> Turn<'a> {
             }
             Decision::Clarify => {
                 self.memory().unanswered = Some(normalized);
+                self.outcome.choices = self.choice_titles(&reply.choices);
                 self.say(reply.reply);
                 self.trace(Act::Clarify, None, reply.confidence, reply.candidates);
             }
@@ -436,6 +442,16 @@ impl<'a> Turn<'a> {
                 self.trace(Act::Handoff, topic, reply.confidence, reply.candidates);
             }
         }
+    }
+
+    /// The titles of a clarify's choices in the buyer's language, as the reply numbers them.
+    fn choice_titles(&self, choices: &[crate::knowledge::EntryId]) -> Vec<String> {
+        let knowledge_base = self.bot.engine.knowledge_base();
+        choices
+            .iter()
+            .filter_map(|id| knowledge_base.entry(id.as_str()))
+            .map(|entry| reply::pick(&entry.title, &entry.title_en, self.lang).to_string())
+            .collect()
     }
 
     /// "那退货呢" after a question about exchanges: without its marker the message may be
@@ -498,6 +514,7 @@ impl<'a> Turn<'a> {
             );
         } else {
             self.say(prompt);
+            self.offer_options(flow.first());
             self.set_state(ChatState::Flow { progress });
             self.trace(
                 Act::Dialog,
@@ -505,6 +522,17 @@ impl<'a> Turn<'a> {
                 reply.confidence,
                 reply.candidates.clone(),
             );
+        }
+    }
+
+    /// A choice step's options, as its prompt numbers them (`1. 补偿部分货款` …), go with the
+    /// question just said, so a channel can show them as buttons.
+    fn offer_options(&mut self, step: &Step) {
+        if let Collect::Choice(choices) = &step.collect {
+            let options = dialog::numbered_options(&self.pick(&step.prompt));
+            if options.len() == choices.len() {
+                self.outcome.choices = options;
+            }
         }
     }
 
@@ -553,13 +581,12 @@ impl<'a> Turn<'a> {
         let new_topic = escape.new_topic;
         match advanced {
             Advance::Ask(next) if !new_topic => {
-                let prompt = self.pick(
-                    &flow
-                        .step(&next.step)
-                        .expect("advance returns a step of the flow")
-                        .prompt,
-                );
+                let step = flow
+                    .step(&next.step)
+                    .expect("advance returns a step of the flow");
+                let prompt = self.pick(&step.prompt);
                 self.say(prompt);
+                self.offer_options(step);
                 self.set_state(ChatState::Flow { progress: next });
                 self.trace(Act::Dialog, Some(flow.id.to_string()), 1.0, Vec::new());
             }
@@ -573,6 +600,7 @@ impl<'a> Turn<'a> {
                     .expect("reask stays on a step of the flow");
                 let text = self.pick(&step.reask);
                 self.say(text);
+                self.offer_options(step);
                 self.set_state(ChatState::Flow { progress: next });
                 self.trace(Act::Dialog, Some(flow.id.to_string()), 1.0, Vec::new());
             }
@@ -726,20 +754,19 @@ impl<'a> Turn<'a> {
         let topic = Some(flow.id.to_string());
         match dialog::advance(flow, &progress, &answer, self.bot.engine.normalizer()) {
             Advance::Ask(next) => {
-                let prompt = self.pick(
-                    &flow
-                        .step(&next.step)
-                        .expect("advance returns a step")
-                        .prompt,
-                );
+                let step = flow.step(&next.step).expect("advance returns a step");
+                let prompt = self.pick(&step.prompt);
                 self.say(prompt);
+                self.offer_options(step);
                 self.outcome.handoff_details =
                     Some((next.collected.clone(), next.evidence.clone()));
                 self.set_state(ChatState::Waiting { flow: Some(next) });
             }
             Advance::Reask(next) if next.misses <= dialog::MAX_REASKS => {
-                let text = self.pick(&flow.step(&next.step).expect("reask stays on a step").reask);
+                let step = flow.step(&next.step).expect("reask stays on a step");
+                let text = self.pick(&step.reask);
                 self.say(text);
+                self.offer_options(step);
                 self.set_state(ChatState::Waiting { flow: Some(next) });
             }
             Advance::Reask(next) => {
@@ -843,6 +870,8 @@ impl<'a> Turn<'a> {
                 let listing: Vec<String> = violations.iter().map(ToString::to_string).collect();
                 tracing::warn!(violations = ?listing, "reply broke a phrasing rule; sending the handoff notice instead");
                 *text = safe.clone();
+                // The notice offers nothing to choose.
+                self.outcome.choices.clear();
             }
         }
         self.outcome

@@ -592,6 +592,13 @@ pub fn validate(flows: &Flows, knowledge_base: &KnowledgeBase, dir: &Path) -> Ve
                         ),
                     ));
                 }
+                for (field, prompt) in [("prompt", &step.prompt.zh), ("prompt_en", &step.prompt.en)]
+                {
+                    let listed = numbered_options(prompt).len();
+                    if listed != choices.len() {
+                        diagnostics.push(at(step.line, format!("step \"{}\": {field} lists {listed} numbered options (\"1. …\" lines, shown as buttons) for {} [[step.choice]]", step.id, choices.len())));
+                    }
+                }
                 for choice in choices {
                     if choice.words.is_empty() {
                         diagnostics.push(at(
@@ -700,9 +707,46 @@ fn apologises(text: &str) -> bool {
     .any(|word| head.contains(word))
 }
 
+/// The `1. label` lines of a text, numbered 1, 2, 3 … in order; none when the numbering is
+/// off. A choice step's prompt lists its options so; channels show them as buttons.
+pub fn numbered_options(text: &str) -> Vec<String> {
+    let mut options = Vec::new();
+    for line in text.lines() {
+        let expected = format!("{}.", options.len() + 1);
+        if let Some(label) = line.trim().strip_prefix(&expected) {
+            let label = label.trim();
+            if !label.is_empty() {
+                options.push(label.to_string());
+                continue;
+            }
+        }
+        if line
+            .trim()
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+        {
+            return Vec::new();
+        }
+    }
+    options
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbered_lines_are_options() {
+        assert_eq!(
+            numbered_options(
+                "请问您希望怎么处理？请回复序号：\n1. 补偿部分货款\n2. 换一件新的\n3. 退货退款"
+            ),
+            ["补偿部分货款", "换一件新的", "退货退款"]
+        );
+        assert!(numbered_options("请您回复序号 1、2 或 3。").is_empty());
+        assert!(numbered_options("1. 补偿\n3. 退货").is_empty());
+    }
 
     #[track_caller]
     fn check_order(text: &str, expect: Option<&str>) {

@@ -90,6 +90,9 @@ pub const REQUIRED_TEMPLATES: &[&str] = &[
     "rating_request",
     "rating_thanks",
     "released",
+    "welcome",
+    "message_kind_unsupported",
+    "try_again",
 ];
 
 /// Fewest example questions an entry may have.

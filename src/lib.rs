@@ -26,6 +26,9 @@
 //!   reload with atomic swap, reminders for unclaimed handoffs. The async shell of the core.
 //! - `channels`   — adapters: `cli` (terminal), `http` (axum: `/api/chat`), `console` (the
 //!   agents' API and web page under `/api/agent` and `/console`).
+//!   `telegram` (teloxide: long polling or a webhook route; our own per-chat lanes instead of teloxide's
+//!   `Dispatcher`, so an update is acknowledged only once its turn is stored; an outbox that
+//!   delivers what the store holds undelivered, in order per chat, with retries).
 //! - `config`     — settings; the only module that reads the environment.
 //!
 //! # Invariants
@@ -37,6 +40,8 @@
 //!   (`bot` also hashes them); the core knows no tokio, axum or SQL: `service` is the async
 //!   shell, `storage` holds every SQL string behind the `Store` trait.
 //! - One turn (buyer message, replies, state, case, handoff) is stored in one transaction.
+//! - A push channel sends only what is stored: an outbound message stays undelivered in the
+//!   store (`delivered_ms` empty) until the channel has handed it over, so none is lost.
 //! - Index and queries share one normaliser and one analyzer.
 
 pub mod analyze;

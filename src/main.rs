@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use xiaoer::bot::Bot;
 use xiaoer::channels::cli;
 use xiaoer::channels::http;
+use xiaoer::channels::telegram::Telegram;
 use xiaoer::config::Settings;
 use xiaoer::engine::Engine;
 use xiaoer::hours::ServiceHours;
@@ -47,7 +48,8 @@ enum Command {
     },
     /// Chat with the bot in the terminal (flows included; nothing is stored).
     Chat,
-    /// Run the bot: the HTTP chat API, with conversations stored in SQLite.
+    /// Run the bot: the HTTP chat API, with conversations stored in SQLite, and the Telegram
+    /// bot when TELEGRAM_BOT_TOKEN is set.
     Serve {
         /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
         #[arg(long)]
@@ -235,12 +237,36 @@ fn serve(settings: Settings) -> Result<()> {
         );
         use std::io::Write as _;
         std::io::stdout().flush()?;
+        let mut router = http::router(service.clone());
+        if settings.telegram.token.is_some() {
+            router = router.merge(start_telegram(service.clone(), &settings).await?);
+        }
         tokio::spawn(service.clone().run_background());
-        axum::serve(listener, http::router(service))
+        axum::serve(listener, router)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving HTTP")
     })
+}
+
+/// The Telegram bot (`TELEGRAM_BOT_TOKEN` is set): long polling, or the webhook route to serve.
+async fn start_telegram(service: Arc<Service>, settings: &Settings) -> Result<axum::Router> {
+    let telegram = Telegram::connect(service, &settings.telegram)
+        .await
+        .context("starting the Telegram bot")?;
+    let username = telegram.username().to_string();
+    let routes = if settings.telegram.webhook_url.is_some() {
+        let routes = telegram.start_webhook().await?;
+        println!("Telegram bot @{username}: webhook");
+        routes
+    } else {
+        telegram.start_polling().await?;
+        println!("Telegram bot @{username}: long polling");
+        axum::Router::new()
+    };
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    Ok(routes)
 }
 
 async fn shutdown_signal() {

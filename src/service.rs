@@ -15,8 +15,8 @@ use crate::config::Settings;
 use crate::conversation::{self, Act, ChatKey, Inbound};
 use crate::dialog::Attachment;
 use crate::hours::ServiceHours;
-use crate::storage::{Store, StoreError, Turn};
-use crate::{reply, Result};
+use crate::storage::{NewMessage, Sender, Store, StoreError, Turn};
+use crate::{phrasing, reply, Result};
 
 /// Where the time comes from (tests move it by hand).
 pub trait Clock: Send + Sync {
@@ -36,6 +36,9 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Handled {
     pub replies: Vec<String>,
+    /// What the last reply offers to pick by number (a clarify's titles, a flow step's
+    /// options), numbered from 1 in this order.
+    pub choices: Vec<String>,
     pub action: Act,
     pub topic: Option<String>,
     pub confidence: f32,
@@ -54,6 +57,14 @@ pub enum EditRefused {
     Invalid(String),
     /// The file could not be read, edited or written.
     Failed(String),
+}
+
+/// A buyer message as a channel hands it over.
+struct Received {
+    text: String,
+    attachments: Vec<Attachment>,
+    source_id: Option<String>,
+    replies_delivered: bool,
 }
 
 /// The last reload that was refused, for logs and the agent console.
@@ -120,25 +131,114 @@ impl Service {
     }
 
     /// Handles one buyer message: after every earlier message of the same chat, stored before
-    /// the replies are returned.
+    /// the replies are returned. The caller hands the replies over itself (the HTTP answer),
+    /// so they are stored delivered.
     pub async fn receive(
         &self,
         chat: ChatKey,
         text: String,
         attachments: Vec<Attachment>,
     ) -> std::result::Result<Handled, StoreError> {
+        let message = Received {
+            text,
+            attachments,
+            source_id: None,
+            replies_delivered: true,
+        };
+        self.turn(chat, message).await?.ok_or_else(|| {
+            StoreError("a message without a source id was taken for a repeat".into())
+        })
+    }
+
+    /// Handles one buyer message of a push channel (Telegram), whose replies wait in the
+    /// outbox until the channel delivers them. `source_id` is the channel's id of the message:
+    /// a message already stored under it is not handled again (`None`).
+    pub async fn receive_pushed(
+        &self,
+        chat: ChatKey,
+        source_id: String,
+        text: String,
+        attachments: Vec<Attachment>,
+    ) -> std::result::Result<Option<Handled>, StoreError> {
+        let message = Received {
+            text,
+            attachments,
+            source_id: Some(source_id),
+            replies_delivered: false,
+        };
+        self.turn(chat, message).await
+    }
+
+    /// Puts a reply template in the chat's outbox, in the chat's language, in order with its
+    /// turns: the answer to a channel event that is no question (a welcome, a message kind the
+    /// bot can't read). Returns false when `source_id` was already answered.
+    pub async fn send_template(
+        &self,
+        chat: ChatKey,
+        template: &'static str,
+        source_id: String,
+    ) -> std::result::Result<bool, StoreError> {
+        let lock = self.chat_lock(&chat);
+        let guard = lock.clone().lock_owned().await;
+        let bot = self.bot();
+        let store = self.store.clone();
+        let at_ms = self.clock.now_ms();
+        let notice_chat = chat.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            if store.seen(&notice_chat, &source_id)? {
+                return Ok(false);
+            }
+            let lang = store.conversation(&notice_chat)?.memory.lang;
+            let knowledge_base = bot.engine.knowledge_base();
+            let text = reply::template(knowledge_base, template, lang, &[]);
+            let violations = phrasing::check(&knowledge_base.phrasing, &text);
+            if !violations.is_empty() {
+                let listing: Vec<String> = violations.iter().map(ToString::to_string).collect();
+                tracing::error!(template, violations = ?listing, "template broke a phrasing rule; not sent");
+                return Ok(false);
+            }
+            store.post_message(&NewMessage {
+                chat: &notice_chat,
+                from: Sender::Bot,
+                text: &text,
+                at_ms,
+                source_id: Some(&source_id),
+                agent: None,
+                knowledge_version: Some(&bot.version.hash),
+            })?;
+            Ok(true)
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError(format!("notice panicked: {e}"))));
+        drop(guard);
+        self.forget_idle_lock(&chat, lock);
+        result
+    }
+
+    /// One turn: load the chat, `conversation::handle`, commit; `None` for a repeat.
+    async fn turn(
+        &self,
+        chat: ChatKey,
+        message: Received,
+    ) -> std::result::Result<Option<Handled>, StoreError> {
         let lock = self.chat_lock(&chat);
         let guard = lock.clone().lock_owned().await;
         let bot = self.bot();
         let store = self.store.clone();
         let hours = self.hours.clone();
         let inbound = Inbound {
-            text,
-            attachments,
+            text: message.text,
+            attachments: message.attachments,
             at_ms: self.clock.now_ms(),
         };
         let turn_chat = chat.clone();
         let result = tokio::task::spawn_blocking(move || {
+            let source_id = message.source_id.as_deref();
+            if let Some(source_id) = source_id {
+                if store.seen(&turn_chat, source_id)? {
+                    return Ok(None);
+                }
+            }
             let conversation = store.conversation(&turn_chat)?;
             let outcome = conversation::handle(&bot, &hours, &conversation, &inbound);
             let committed = store.commit_turn(&Turn {
@@ -146,15 +246,18 @@ impl Service {
                 inbound: &inbound,
                 outcome: &outcome,
                 knowledge_version: &bot.version.hash,
+                source_id,
+                replies_delivered: message.replies_delivered,
             })?;
-            Ok(Handled {
+            Ok(Some(Handled {
                 replies: outcome.replies,
+                choices: outcome.choices,
                 action: outcome.trace.act,
                 topic: outcome.trace.topic,
                 confidence: outcome.trace.confidence,
                 state: outcome.conversation.state.name(),
                 handoff: committed.handoff,
-            })
+            }))
         })
         .await
         .unwrap_or_else(|e| Err(StoreError(format!("turn panicked: {e}"))));

@@ -70,6 +70,12 @@ pub struct StoredMessage {
     pub attachments: Vec<Attachment>,
     /// The agent who wrote it, for agent messages.
     pub agent: Option<String>,
+    /// What the message offers to pick by number, in order (a clarify's topics, a flow
+    /// step's options; a channel may show them as buttons); empty for other messages.
+    pub choices: Vec<String>,
+    /// When the message reached its recipient: a buyer's message when it reached us, a reply
+    /// when its channel handed it over. `None` while an outbound message waits in the outbox.
+    pub delivered_ms: Option<i64>,
 }
 
 /// A handoff in the queue or done with.
@@ -129,6 +135,25 @@ pub struct Turn<'a> {
     pub inbound: &'a Inbound,
     pub outcome: &'a Outcome,
     pub knowledge_version: &'a str,
+    /// The channel's id of the buyer's message (a Telegram message id), stored with it so the
+    /// same message delivered twice is handled once (see `Store::seen`).
+    pub source_id: Option<&'a str>,
+    /// The channel hands the replies over in its answer to this message (HTTP): they are
+    /// stored delivered. Otherwise they wait in the outbox (Telegram).
+    pub replies_delivered: bool,
+}
+
+/// A message stored outside a buyer's turn: a notice the bot sends on a channel's event
+/// (a welcome, a note on a message kind it can't read), an agent's reply.
+pub struct NewMessage<'a> {
+    pub chat: &'a ChatKey,
+    pub from: Sender,
+    pub text: &'a str,
+    pub at_ms: i64,
+    /// The channel's id of the buyer's message this answers, if any (see `Store::seen`).
+    pub source_id: Option<&'a str>,
+    pub agent: Option<&'a str>,
+    pub knowledge_version: Option<&'a str>,
 }
 
 /// What storing a turn created.
@@ -265,4 +290,15 @@ pub trait Store: Send + Sync {
     /// The buyer's messages the bot could not place (it handed off unsure, or asked which
     /// topic was meant), newest first, at most `limit`.
     fn unanswered(&self, limit: usize) -> StoreResult<Vec<StoredMessage>>;
+    /// Whether a message with this channel id was already stored for the chat (a channel
+    /// that redelivers after a restart sees its message handled once).
+    fn seen(&self, chat: &ChatKey, source_id: &str) -> StoreResult<bool>;
+    /// Stores a message outside a turn; an outbound one waits in the outbox. Returns its id.
+    fn post_message(&self, message: &NewMessage) -> StoreResult<i64>;
+    /// The chats of `channel` with outbound messages waiting for delivery.
+    fn pending_chats(&self, channel: &str) -> StoreResult<Vec<ChatKey>>;
+    /// The chat's outbound messages waiting for delivery, oldest first.
+    fn undelivered(&self, chat: &ChatKey) -> StoreResult<Vec<StoredMessage>>;
+    /// Records that a message reached the buyer.
+    fn mark_delivered(&self, message: i64, at_ms: i64) -> StoreResult<()>;
 }

@@ -9,7 +9,7 @@ use rusqlite_migration::{Migrations, M};
 
 use super::{
     AgentRecord, AgentRefused, CaseRecord, ClaimRefused, Closing, Committed, HandoffRecord,
-    KnowledgeRecord, NoteRecord, RatingRecord, Sender, Store, StoreError, StoreResult,
+    KnowledgeRecord, NewMessage, NoteRecord, RatingRecord, Sender, Store, StoreError, StoreResult,
     StoredMessage, Turn,
 };
 use crate::bot::KnowledgeVersion;
@@ -114,9 +114,18 @@ const MIGRATIONS: &[M<'static>] = &[
     ALTER TABLE cases ADD COLUMN agent TEXT;
     ALTER TABLE messages ADD COLUMN handoff_reason TEXT;",
     ),
+    // The outbox (push channels such as Telegram) and once-only handling of redelivered
+    // messages. Messages stored before it count as delivered.
+    M::up(
+        "ALTER TABLE messages ADD COLUMN delivered_ms INTEGER;
+    ALTER TABLE messages ADD COLUMN choices TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE messages ADD COLUMN source_id TEXT;
+    UPDATE messages SET delivered_ms = at_ms;
+    CREATE INDEX messages_outbox ON messages (channel, chat_id, id) WHERE delivered_ms IS NULL;
+    CREATE UNIQUE INDEX messages_by_source ON messages (channel, chat_id, source_id)
+        WHERE source_id IS NOT NULL;",
+    ),
 ];
-
-const MESSAGE_COLUMNS: &str = "id, channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments, agent";
 
 const HANDOFF_COLUMNS: &str = "id, channel, chat_id, created_ms, reason, priority, state, agent, summary, candidates, collected, evidence, case_id, reminded_ms";
 
@@ -180,23 +189,6 @@ fn chat_of(row: &Row, channel: usize) -> rusqlite::Result<ChatKey> {
         .unwrap_or_else(|| ChatKey::parse("unknown", "invalid").expect("a valid placeholder key")))
 }
 
-fn message_of(row: &Row) -> rusqlite::Result<StoredMessage> {
-    let sender: String = row.get(3)?;
-    Ok(StoredMessage {
-        id: row.get(0)?,
-        chat: chat_of(row, 1)?,
-        from: Sender::parse(&sender),
-        text: row.get(4)?,
-        at_ms: row.get(5)?,
-        act: row.get(6)?,
-        topic: row.get(7)?,
-        confidence: row.get::<_, Option<f64>>(8)?.map(|c| c as f32),
-        knowledge_version: row.get(9)?,
-        attachments: from_json(row.get(10)?),
-        agent: row.get(11)?,
-    })
-}
-
 /// The chat of a handoff `agent` holds, or why not.
 fn held_by(
     tx: &Transaction,
@@ -240,27 +232,58 @@ fn handoff_of(row: &Row) -> rusqlite::Result<HandoffRecord> {
     })
 }
 
-fn insert_message(
-    tx: &Transaction,
-    chat: &ChatKey,
+/// One row of `messages`.
+struct MessageRow<'a> {
+    chat: &'a ChatKey,
     sender: Sender,
-    text: &str,
+    text: &'a str,
     at_ms: i64,
-    trace: Option<(&str, Option<&str>, f32, &str)>,
-    attachments: &str,
-) -> rusqlite::Result<()> {
-    let (act, topic, confidence, version) = match trace {
+    /// Act, topic, confidence and knowledge version of the turn.
+    trace: Option<(&'a str, Option<&'a str>, f32, &'a str)>,
+    /// JSON list.
+    attachments: &'a str,
+    /// JSON list.
+    choices: &'a str,
+    agent: Option<&'a str>,
+    source_id: Option<&'a str>,
+    delivered_ms: Option<i64>,
+}
+
+fn insert_message(tx: &Connection, row: &MessageRow) -> rusqlite::Result<i64> {
+    let (act, topic, confidence, version) = match row.trace {
         Some((act, topic, confidence, version)) => {
             (Some(act), topic, Some(confidence), Some(version))
         }
         None => (None, None, None, None),
     };
     tx.execute(
-        "INSERT INTO messages (channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![chat.channel(), chat.id(), sender.as_str(), text, at_ms, act, topic, confidence, version, attachments],
+        "INSERT INTO messages (channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments, choices, agent, source_id, delivered_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![row.chat.channel(), row.chat.id(), row.sender.as_str(), row.text, row.at_ms, act, topic, confidence, version,
+                row.attachments, row.choices, row.agent, row.source_id, row.delivered_ms],
     )?;
-    Ok(())
+    Ok(tx.last_insert_rowid())
+}
+
+const MESSAGE_COLUMNS: &str = "id, channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments, agent, choices, delivered_ms";
+
+fn message_of(row: &Row) -> rusqlite::Result<StoredMessage> {
+    let sender: String = row.get(3)?;
+    Ok(StoredMessage {
+        id: row.get(0)?,
+        chat: chat_of(row, 1)?,
+        from: Sender::parse(&sender),
+        text: row.get(4)?,
+        at_ms: row.get(5)?,
+        act: row.get(6)?,
+        topic: row.get(7)?,
+        confidence: row.get::<_, Option<f64>>(8)?.map(|c| c as f32),
+        knowledge_version: row.get(9)?,
+        attachments: from_json(row.get(10)?),
+        agent: row.get(11)?,
+        choices: from_json(row.get(12)?),
+        delivered_ms: row.get(13)?,
+    })
 }
 
 fn save_conversation(
@@ -319,15 +342,20 @@ impl Store for SqliteStore {
             turn.knowledge_version,
         );
         let attachments = json(&turn.inbound.attachments);
-        let text = &turn.inbound.text;
         insert_message(
             &tx,
-            chat,
-            Sender::Buyer,
-            text,
-            at_ms,
-            Some(details),
-            &attachments,
+            &MessageRow {
+                chat,
+                sender: Sender::Buyer,
+                text: &turn.inbound.text,
+                at_ms,
+                trace: Some(details),
+                attachments: &attachments,
+                choices: "[]",
+                agent: None,
+                source_id: turn.source_id,
+                delivered_ms: Some(at_ms),
+            },
         )
         .map_err(sql)?;
         if let Some(handoff) = &outcome.handoff {
@@ -339,9 +367,27 @@ impl Store for SqliteStore {
             )
             .map_err(sql)?;
         }
-        for reply in &outcome.replies {
-            insert_message(&tx, chat, Sender::Bot, reply, at_ms, Some(details), "[]")
-                .map_err(sql)?;
+        let n_replies = outcome.replies.len();
+        let choices = json(&outcome.choices);
+        for (index, reply) in outcome.replies.iter().enumerate() {
+            // The choices belong to the question, the turn's last reply.
+            let last = index + 1 == n_replies;
+            insert_message(
+                &tx,
+                &MessageRow {
+                    chat,
+                    sender: Sender::Bot,
+                    text: reply,
+                    at_ms,
+                    trace: Some(details),
+                    attachments: "[]",
+                    choices: if last { &choices } else { "[]" },
+                    agent: None,
+                    source_id: None,
+                    delivered_ms: turn.replies_delivered.then_some(at_ms),
+                },
+            )
+            .map_err(sql)?;
         }
         let mut committed = Committed::default();
         if let Some(case) = &outcome.case {
@@ -533,12 +579,18 @@ impl Store for SqliteStore {
             .ok_or_else(|| StoreError(format!("bad chat key {channel}:{chat_id}")))?;
         insert_message(
             &tx,
-            &chat,
-            Sender::Bot,
-            notice,
-            at_ms,
-            Some(("release", None, 1.0, knowledge_version)),
-            "[]",
+            &MessageRow {
+                chat: &chat,
+                sender: Sender::Bot,
+                text: notice,
+                at_ms: at_ms,
+                trace: Some(("release", None, 1.0, knowledge_version)),
+                attachments: "[]",
+                choices: "[]",
+                agent: None,
+                source_id: None,
+                delivered_ms: None,
+            },
         )
         .map_err(sql)?;
         let mut conversation = load_conversation(&tx, &chat).map_err(sql)?;
@@ -591,12 +643,18 @@ impl Store for SqliteStore {
         .map_err(sql)?;
         insert_message(
             &tx,
-            &chat,
-            Sender::Bot,
-            text,
-            at_ms,
-            Some(("hold", None, 0.0, knowledge_version)),
-            "[]",
+            &MessageRow {
+                chat: &chat,
+                sender: Sender::Bot,
+                text,
+                at_ms,
+                trace: Some(("hold", None, 0.0, knowledge_version)),
+                attachments: "[]",
+                choices: "[]",
+                agent: None,
+                source_id: None,
+                delivered_ms: None,
+            },
         )
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
@@ -763,12 +821,18 @@ impl Store for SqliteStore {
         }
         insert_message(
             &tx,
-            &chat,
-            Sender::Bot,
-            closing.rating_request,
-            closing.at_ms,
-            Some(("rating", None, 1.0, closing.knowledge_version)),
-            "[]",
+            &MessageRow {
+                chat: &chat,
+                sender: Sender::Bot,
+                text: closing.rating_request,
+                at_ms: closing.at_ms,
+                trace: Some(("rating", None, 1.0, closing.knowledge_version)),
+                attachments: "[]",
+                choices: "[]",
+                agent: None,
+                source_id: None,
+                delivered_ms: None,
+            },
         )
         .map_err(sql)?;
         let mut conversation = load_conversation(&tx, &chat).map_err(sql)?;
@@ -800,6 +864,54 @@ impl Store for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(sql)
     }
 
+    fn seen(&self, chat: &ChatKey, source_id: &str) -> StoreResult<bool> {
+        self.lock()
+            .query_row(
+                "SELECT 1 FROM messages WHERE channel = ?1 AND chat_id = ?2 AND source_id = ?3",
+                params![chat.channel(), chat.id(), source_id],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(sql)
+    }
+
+    fn post_message(&self, message: &NewMessage) -> StoreResult<i64> {
+        let delivered_ms = (message.from == Sender::Buyer).then_some(message.at_ms);
+        insert_message(
+            &self.lock(),
+            &MessageRow {
+                chat: message.chat,
+                sender: message.from,
+                text: message.text,
+                at_ms: message.at_ms,
+                trace: message
+                    .knowledge_version
+                    .map(|version| ("notice", None, 1.0, version)),
+                attachments: "[]",
+                choices: "[]",
+                agent: message.agent,
+                source_id: message.source_id,
+                delivered_ms,
+            },
+        )
+        .map_err(sql)
+    }
+
+    fn pending_chats(&self, channel: &str) -> StoreResult<Vec<ChatKey>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT DISTINCT channel, chat_id FROM messages
+                 WHERE channel = ?1 AND delivered_ms IS NULL AND sender <> 'buyer' ORDER BY chat_id",
+            )
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![channel], |row| chat_of(row, 0))
+            .map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
     fn unanswered(&self, limit: usize) -> StoreResult<Vec<StoredMessage>> {
         let connection = self.lock();
         let mut statement = connection
@@ -814,5 +926,120 @@ impl Store for SqliteStore {
             .query_map(params![limit as i64], message_of)
             .map_err(sql)?;
         rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
+    fn undelivered(&self, chat: &ChatKey) -> StoreResult<Vec<StoredMessage>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages
+                 WHERE channel = ?1 AND chat_id = ?2 AND delivered_ms IS NULL AND sender <> 'buyer' ORDER BY id"
+            ))
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![chat.channel(), chat.id()], message_of)
+            .map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
+    fn mark_delivered(&self, message: i64, at_ms: i64) -> StoreResult<()> {
+        self.lock()
+            .execute(
+                "UPDATE messages SET delivered_ms = ?2 WHERE id = ?1 AND delivered_ms IS NULL",
+                params![message, at_ms],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(id: &str) -> ChatKey {
+        ChatKey::parse("telegram", id).unwrap()
+    }
+
+    fn post(store: &SqliteStore, chat: &ChatKey, from: Sender, source_id: Option<&str>) -> i64 {
+        store
+            .post_message(&NewMessage {
+                chat,
+                from,
+                text: "您好",
+                at_ms: 1,
+                source_id,
+                agent: None,
+                knowledge_version: None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn outbound_messages_wait_in_the_outbox_until_delivered() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let (a, b) = (chat("1"), chat("2"));
+        post(&store, &a, Sender::Buyer, Some("m1"));
+        let first = post(&store, &a, Sender::Agent, None);
+        let second = post(&store, &a, Sender::Bot, None);
+        post(&store, &b, Sender::Bot, None);
+        assert_eq!(store.pending_chats("telegram").unwrap(), [a.clone(), b]);
+        assert!(store.pending_chats("http").unwrap().is_empty());
+        let pending: Vec<i64> = store
+            .undelivered(&a)
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(pending, [first, second]);
+        store.mark_delivered(first, 5).unwrap();
+        let pending: Vec<i64> = store
+            .undelivered(&a)
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(pending, [second]);
+        let delivered = store.messages(&a, 0).unwrap();
+        assert_eq!(delivered[1].delivered_ms, Some(5));
+    }
+
+    #[test]
+    fn a_source_id_is_seen_once_per_chat() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert!(!store.seen(&chat("1"), "m7").unwrap());
+        post(&store, &chat("1"), Sender::Buyer, Some("m7"));
+        assert!(store.seen(&chat("1"), "m7").unwrap());
+        assert!(!store.seen(&chat("2"), "m7").unwrap());
+        let again = store.post_message(&NewMessage {
+            chat: &chat("1"),
+            from: Sender::Buyer,
+            text: "again",
+            at_ms: 2,
+            source_id: Some("m7"),
+            agent: None,
+            knowledge_version: None,
+        });
+        assert!(again.is_err(), "the same message is stored once");
+    }
+
+    #[test]
+    fn messages_stored_before_the_outbox_count_as_delivered() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        Migrations::from_slice(&MIGRATIONS[..1])
+            .to_latest(&mut connection)
+            .unwrap();
+        connection
+            .execute(
+                "INSERT INTO messages (channel, chat_id, sender, text, at_ms) VALUES ('telegram', '1', 'bot', '您好', 3)",
+                [],
+            )
+            .unwrap();
+        let store = SqliteStore::with_connection(connection).unwrap();
+        assert!(store.pending_chats("telegram").unwrap().is_empty());
+        assert_eq!(
+            store.messages(&chat("1"), 0).unwrap()[0].delivered_ms,
+            Some(3)
+        );
     }
 }

@@ -178,6 +178,8 @@ fn kb_check_reports_flows_that_reference_unknown_entries_or_steps_and_bad_prompt
         "请您先提供一下订单号，我们马上为您核实。",
         "你先提供一下订单号。",
     );
+    // The buttons of the remedy step come from its numbered lines: one is missing.
+    edit(&damaged, "\\n3. 退货退款\"", "\"");
     let kb = repo_path("knowledge");
     let (stdout, _, ok) = run_xiaoer(&[
         "kb",
@@ -192,6 +194,7 @@ fn kb_check_reports_flows_that_reference_unknown_entries_or_steps_and_bad_prompt
         format!("{file}:1: flow \"damaged_item\" starts from entry \"broken_item\", which is not in the knowledge base"),
         "step \"order\" goes to \"pictures\", which is neither a step nor an end of this flow".to_string(),
         "step \"order\" prompt: ".to_string(),
+        "step \"remedy\": prompt lists 2 numbered options (\"1. …\" lines, shown as buttons) for 3 [[step.choice]]".to_string(),
         "entry \"damaged_item\" is a dialog entry but no flow in".to_string(),
     ] {
         assert!(stdout.contains(&expect), "missing {expect:?} in:\n{stdout}");

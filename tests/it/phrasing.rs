@@ -110,6 +110,9 @@ fn clarify_handoff_and_bad_input_replies_pass() {
             "still_waiting",
             "handoff_cancelled",
             "attachment_received",
+            "welcome",
+            "message_kind_unsupported",
+            "try_again",
         ] {
             assert_clean(name, &reply::template(knowledge_base, name, lang, &[]));
         }

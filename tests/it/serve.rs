@@ -30,6 +30,8 @@ impl Server {
             .arg("--dialogs")
             .arg(repo_path("dialogs"))
             .env("XIAOER_RELOAD_INTERVAL_MS", "200")
+            // The HTTP API alone, whatever the developer's shell has set.
+            .env_remove("TELEGRAM_BOT_TOKEN")
             .current_dir(repo_path(""))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
