@@ -583,7 +583,7 @@ impl Store for SqliteStore {
                 chat: &chat,
                 sender: Sender::Bot,
                 text: notice,
-                at_ms: at_ms,
+                at_ms,
                 trace: Some(("release", None, 1.0, knowledge_version)),
                 attachments: "[]",
                 choices: "[]",
