@@ -362,29 +362,39 @@ async fn close(
     }
 }
 
+/// Hands the chat back to the bot: a waiting handoff by any agent, a claimed one only by its
+/// holder (no agent takes a chat from another).
 async fn release(
     State(service): State<Arc<Service>>,
-    _: SignedIn,
+    SignedIn(agent): SignedIn,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let bot = service.bot();
     let now = service.clock().now_ms();
     let released = blocking(&service, move |store| {
         let Some(handoff) = store.handoff(id)? else {
-            return Ok(None);
+            return Ok(Err(ApiError::NotFound(format!("no handoff {id}"))));
         };
+        if let Some(holder) = handoff
+            .agent
+            .filter(|h| handoff.state == "claimed" && *h != agent.name)
+        {
+            return Ok(Err(ApiError::Conflict(format!(
+                "handoff {id} is held by {holder}"
+            ))));
+        }
         let lang = store.conversation(&handoff.chat)?.memory.lang;
         let notice = reply::template(bot.engine.knowledge_base(), "released", lang, &[]);
-        store.release(id, &notice, &bot.version.hash, now).map(Some)
+        if store.release(id, &notice, &bot.version.hash, now)? {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(ApiError::Conflict(format!(
+                "handoff {id} is already closed or released"
+            ))))
+        }
     })
     .await?;
-    match released {
-        None => Err(ApiError::NotFound(format!("no handoff {id}"))),
-        Some(false) => Err(ApiError::Conflict(format!(
-            "handoff {id} is already closed or released"
-        ))),
-        Some(true) => Ok(Json(json!({ "id": id, "state": "released" }))),
-    }
+    released.map(|()| Json(json!({ "id": id, "state": "released" })))
 }
 
 #[derive(Deserialize, Default)]

@@ -390,6 +390,13 @@ async fn a_chat_handed_back_is_answered_by_the_bot_again() {
         0,
         "the agent answers, not the bot"
     );
+    let bob = bot.add_agent("bob", "agent");
+    let uri = format!("/api/agent/handoffs/{id}/release");
+    let (status, refused) = bot.agent(Some(&bob), "POST", &uri, None).await;
+    assert_eq!(
+        status, 409,
+        "only the holder hands a claimed chat back: {refused}"
+    );
     let (status, _) = bot
         .agent(
             Some(&token),
