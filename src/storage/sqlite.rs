@@ -311,6 +311,39 @@ fn load_conversation(connection: &Connection, chat: &ChatKey) -> rusqlite::Resul
     Ok(stored.map(from_json).unwrap_or_default())
 }
 
+/// The chat of handoff `id` when it meets `condition` (SQL over the handoffs row).
+fn handoff_chat(tx: &Transaction, id: i64, condition: &str) -> StoreResult<Option<ChatKey>> {
+    let found: Option<(String, String)> = tx
+        .query_row(
+            &format!("SELECT channel, chat_id FROM handoffs WHERE id = ?1 AND {condition}"),
+            params![id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+    found
+        .map(|(channel, chat_id)| {
+            ChatKey::parse(&channel, &chat_id)
+                .ok_or_else(|| StoreError(format!("bad chat key {channel}:{chat_id}")))
+        })
+        .transpose()
+}
+
+/// Moves a chat to `state` (an agent took it, or the bot has it back).
+fn set_chat_state(
+    tx: &Transaction,
+    chat: &ChatKey,
+    state: ChatState,
+    at_ms: i64,
+) -> StoreResult<()> {
+    let mut conversation = load_conversation(tx, chat).map_err(sql)?;
+    if !matches!(state, ChatState::Agent { .. }) {
+        conversation.memory.unanswered = None;
+    }
+    conversation.state = state;
+    save_conversation(tx, chat, &conversation, at_ms).map_err(sql)
+}
+
 /// The chat's waiting or claimed handoff.
 fn open_handoff_of(tx: &Transaction, chat: &ChatKey) -> rusqlite::Result<Option<i64>> {
     tx.query_row(
@@ -541,11 +574,10 @@ impl Store for SqliteStore {
         .map_err(sql)?;
         let chat = ChatKey::parse(&channel, &chat_id)
             .ok_or_else(|| StoreError(format!("bad chat key {channel}:{chat_id}")))?;
-        let mut conversation = load_conversation(&tx, &chat).map_err(sql)?;
-        conversation.state = ChatState::Agent {
+        let state = ChatState::Agent {
             agent: agent.to_string(),
         };
-        save_conversation(&tx, &chat, &conversation, at_ms).map_err(sql)?;
+        set_chat_state(&tx, &chat, state, at_ms)?;
         tx.commit().map_err(sql)?;
         Ok(Ok(()))
     }
@@ -559,15 +591,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         let mut connection = self.lock();
         let tx = connection.transaction().map_err(sql)?;
-        let found: Option<(String, String)> = tx
-            .query_row(
-                "SELECT channel, chat_id FROM handoffs WHERE id = ?1 AND state IN ('waiting', 'claimed')",
-                params![handoff],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(sql)?;
-        let Some((channel, chat_id)) = found else {
+        let Some(chat) = handoff_chat(&tx, handoff, "state IN ('waiting', 'claimed')")? else {
             return Ok(false);
         };
         tx.execute(
@@ -575,8 +599,6 @@ impl Store for SqliteStore {
             params![handoff, at_ms],
         )
         .map_err(sql)?;
-        let chat = ChatKey::parse(&channel, &chat_id)
-            .ok_or_else(|| StoreError(format!("bad chat key {channel}:{chat_id}")))?;
         insert_message(
             &tx,
             &MessageRow {
@@ -593,10 +615,7 @@ impl Store for SqliteStore {
             },
         )
         .map_err(sql)?;
-        let mut conversation = load_conversation(&tx, &chat).map_err(sql)?;
-        conversation.state = ChatState::Bot;
-        conversation.memory.unanswered = None;
-        save_conversation(&tx, &chat, &conversation, at_ms).map_err(sql)?;
+        set_chat_state(&tx, &chat, ChatState::Bot, at_ms)?;
         tx.commit().map_err(sql)?;
         Ok(true)
     }
@@ -623,19 +642,10 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         let mut connection = self.lock();
         let tx = connection.transaction().map_err(sql)?;
-        let found: Option<(String, String)> = tx
-            .query_row(
-                "SELECT channel, chat_id FROM handoffs WHERE id = ?1 AND state = 'waiting' AND reminded_ms IS NULL",
-                params![handoff],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(sql)?;
-        let Some((channel, chat_id)) = found else {
+        let Some(chat) = handoff_chat(&tx, handoff, "state = 'waiting' AND reminded_ms IS NULL")?
+        else {
             return Ok(false);
         };
-        let chat = ChatKey::parse(&channel, &chat_id)
-            .ok_or_else(|| StoreError(format!("bad chat key {channel}:{chat_id}")))?;
         tx.execute(
             "UPDATE handoffs SET reminded_ms = ?2 WHERE id = ?1",
             params![handoff, at_ms],
@@ -835,13 +845,11 @@ impl Store for SqliteStore {
             },
         )
         .map_err(sql)?;
-        let mut conversation = load_conversation(&tx, &chat).map_err(sql)?;
-        conversation.state = ChatState::Rating {
+        let state = ChatState::Rating {
             handoff: closing.handoff,
             agent: closing.agent.to_string(),
         };
-        conversation.memory.unanswered = None;
-        save_conversation(&tx, &chat, &conversation, closing.at_ms).map_err(sql)?;
+        set_chat_state(&tx, &chat, state, closing.at_ms)?;
         tx.commit().map_err(sql)?;
         Ok(Ok(()))
     }
