@@ -186,6 +186,9 @@ impl Telegram {
         self.bot
             .set_webhook(url.clone())
             .secret_token(secret)
+            // One connection: Telegram sends the next update only after this one is answered
+            // (once its turn is stored), so a chat's messages are handled in the order sent.
+            .max_connections(1)
             .allowed_updates(ALLOWED_UPDATES)
             .await
             .with_context(|| format!("registering the webhook {url} with Telegram (setWebhook)"))?;
