@@ -249,6 +249,30 @@ struct MessageRow<'a> {
     delivered_ms: Option<i64>,
 }
 
+impl<'a> MessageRow<'a> {
+    /// A bot message outside a turn (reminder, hand-back notice, rating request), waiting in
+    /// the outbox: `(act, confidence, knowledge version)` trace it.
+    fn notice(
+        chat: &'a ChatKey,
+        text: &'a str,
+        at_ms: i64,
+        trace: (&'a str, f32, &'a str),
+    ) -> Self {
+        MessageRow {
+            chat,
+            sender: Sender::Bot,
+            text,
+            at_ms,
+            trace: Some((trace.0, None, trace.1, trace.2)),
+            attachments: "[]",
+            choices: "[]",
+            agent: None,
+            source_id: None,
+            delivered_ms: None,
+        }
+    }
+}
+
 fn insert_message(tx: &Connection, row: &MessageRow) -> rusqlite::Result<i64> {
     let (act, topic, confidence, version) = match row.trace {
         Some((act, topic, confidence, version)) => {
@@ -601,18 +625,7 @@ impl Store for SqliteStore {
         .map_err(sql)?;
         insert_message(
             &tx,
-            &MessageRow {
-                chat: &chat,
-                sender: Sender::Bot,
-                text: notice,
-                at_ms,
-                trace: Some(("release", None, 1.0, knowledge_version)),
-                attachments: "[]",
-                choices: "[]",
-                agent: None,
-                source_id: None,
-                delivered_ms: None,
-            },
+            &MessageRow::notice(&chat, notice, at_ms, ("release", 1.0, knowledge_version)),
         )
         .map_err(sql)?;
         set_chat_state(&tx, &chat, ChatState::Bot, at_ms)?;
@@ -653,18 +666,7 @@ impl Store for SqliteStore {
         .map_err(sql)?;
         insert_message(
             &tx,
-            &MessageRow {
-                chat: &chat,
-                sender: Sender::Bot,
-                text,
-                at_ms,
-                trace: Some(("hold", None, 0.0, knowledge_version)),
-                attachments: "[]",
-                choices: "[]",
-                agent: None,
-                source_id: None,
-                delivered_ms: None,
-            },
+            &MessageRow::notice(&chat, text, at_ms, ("hold", 0.0, knowledge_version)),
         )
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
@@ -831,18 +833,12 @@ impl Store for SqliteStore {
         }
         insert_message(
             &tx,
-            &MessageRow {
-                chat: &chat,
-                sender: Sender::Bot,
-                text: closing.rating_request,
-                at_ms: closing.at_ms,
-                trace: Some(("rating", None, 1.0, closing.knowledge_version)),
-                attachments: "[]",
-                choices: "[]",
-                agent: None,
-                source_id: None,
-                delivered_ms: None,
-            },
+            &MessageRow::notice(
+                &chat,
+                closing.rating_request,
+                closing.at_ms,
+                ("rating", 1.0, closing.knowledge_version),
+            ),
         )
         .map_err(sql)?;
         let state = ChatState::Rating {
