@@ -6,6 +6,10 @@
 //! All 39,346 pairs; odd ids choose each scorer's best F1 threshold, even ids are measured
 //! (F1 at that threshold, and ROC-AUC). The scorer under test is `Engine::similarity_scores`,
 //! the function behind `xiaoer similarity`.
+//!
+//! `--fit` refits the pair model on the odd ids. `ATEC_DUMP=FILE` also writes each pair's
+//! id, label, normalised texts, words, pair features and baseline scores, tab-separated, for
+//! trying new features elsewhere before building them in.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -73,6 +77,31 @@ fn main() -> anyhow::Result<()> {
     let jieba = Jieba::new();
     let tfidf = tfidf_cosine(&jieba, &pairs);
     let jaccard: Vec<f32> = pairs.iter().map(|p| char_jaccard(&p.a, &p.b)).collect();
+    if let Ok(path) = std::env::var("ATEC_DUMP") {
+        use std::fmt::Write as _;
+        let parts = engine.similarity_parts(&texts);
+        let mut out = String::new();
+        for (i, p) in pairs.iter().enumerate() {
+            let prep = |t: &str| {
+                let n = engine.normalizer().normalize(t);
+                let w = engine.analyzer().analyze(&n).words.join(" ");
+                (n, w)
+            };
+            let ((na, wa), (nb, wb)) = (prep(&p.a), prep(&p.b));
+            let f: Vec<String> = parts[i].features().iter().map(|x| x.to_string()).collect();
+            writeln!(
+                out,
+                "{}\t{}\t{na}\t{nb}\t{wa}\t{wb}\t{}\t{}\t{}",
+                p.id,
+                p.same as u8,
+                f.join("\t"),
+                tfidf[i],
+                jaccard[i]
+            )
+            .ok();
+        }
+        std::fs::write(path, out)?;
+    }
 
     println!(
         "{:<28} {:>6} {:>9} {:>8}",
@@ -215,7 +244,7 @@ fn roc_auc(indices: &[usize], scores: &[f32], pairs: &[Pair]) -> f64 {
 fn fit_logistic(rows: &[([f32; PAIR_FEATURES], f32)]) -> (f32, [f32; PAIR_FEATURES]) {
     let (mut bias, mut weights) = (0.0f32, [0.0f32; PAIR_FEATURES]);
     let n = rows.len().max(1) as f32;
-    for _ in 0..6_000 {
+    for _ in 0..40_000 {
         let (mut grad_bias, mut grad) = (0.0f32, [0.0f32; PAIR_FEATURES]);
         for (x, y) in rows {
             let z = bias + x.iter().zip(&weights).map(|(x, w)| x * w).sum::<f32>();

@@ -108,7 +108,10 @@ fn choose_thresholds(cases: &[Case], rescored: &[Ranking], engine: &Engine) -> T
                 let slack = ((ratio(c[1], c[0]) - 0.97) / 0.03)
                     .min((ratio(c[3], c[2]) - 0.92) / 0.08)
                     .min((ratio(c[5], c[4]) - 0.95) / 0.05);
-                if best.as_ref().is_none_or(|b| slack > b.0) {
+                // On a tie, the wider margin: two close topics are better offered than guessed.
+                let better =
+                    |b: &(f64, Thresholds)| slack > b.0 || (slack == b.0 && margin > b.1.margin);
+                if best.as_ref().is_none_or(better) {
                     best = Some((slack, thresholds));
                 }
             }

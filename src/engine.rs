@@ -188,6 +188,10 @@ impl Engine {
         &self.normalizer
     }
 
+    pub fn analyzer(&self) -> &Analyzer {
+        &self.analyzer
+    }
+
     /// Scores question pairs with the matcher's own similarity. Term weights come from the
     /// questions given (each one a document), so common words of that corpus count little.
     pub fn similarity_scores(&self, pairs: &[(String, String)]) -> Vec<f32> {

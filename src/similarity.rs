@@ -12,12 +12,25 @@ use crate::analyze::{sound_of, Analysis};
 
 /// The pair model: a logistic regression over `Parts::features`, fitted on the odd ids of
 /// the ATEC pairs by `cargo run --release --example atec -- --fit` (measured on the even ids).
-const PAIR_BIAS: f32 = -4.738;
+const PAIR_BIAS: f32 = -5.446;
 const PAIR_WEIGHTS: [f32; PAIR_FEATURES] = [
-    1.224, 0.187, 0.225, 1.204, 1.302, 1.206, 0.175, -0.682, 0.956, 0.039, 0.672, 0.153,
+    1.351, 1.933, 0.709, 2.326, 1.336, 1.264, -0.276, -0.623, 0.223, 0.202, -1.550, -1.894, 3.027,
+    -1.241, 0.238, 0.203,
 ];
 /// Number of features the pair model reads.
-pub const PAIR_FEATURES: usize = 12;
+pub const PAIR_FEATURES: usize = 16;
+/// Kinds of question, each by its words once normalised (the lexicon folds 如何 → 怎么,
+/// 何时 → 多久 …): two questions of one kind are likelier to ask one thing. Chinese words
+/// are found inside the text, English ones as whole words.
+const QUESTION_KINDS: [&[&str]; 7] = [
+    &["为什么", "原因", "怎么回事", "why"],
+    &["怎么", "方法", "步骤", "how"],
+    &["多久", "时间", "几天", "when"],
+    &["多少", "几", "费用", "much", "many"],
+    &["能", "是否", "会不会", "can", "could"],
+    &["哪里", "在哪", "where"],
+    &["什么", "what"],
+];
 /// Characters that turn a question around (开通 vs 不开通).
 const NEGATIONS: [char; 5] = ['不', '没', '未', '无', '别'];
 /// Credit for a character that only sounds like its counterpart (发漂 ~ 发票).
@@ -94,11 +107,28 @@ impl Weights {
         };
         Features {
             chars: normalized.chars().filter(|c| !c.is_whitespace()).collect(),
+            question_kinds: question_kinds(normalized),
             units,
             words: set("w:", &analysis.words, true),
             bigrams: set("s:", &analysis.sound_bigrams, false),
         }
     }
+}
+
+/// The kinds of question a text asks, one bit per `QUESTION_KINDS` row.
+fn question_kinds(normalized: &str) -> u8 {
+    let asks = |word: &&str| {
+        if word.is_ascii() {
+            normalized.split_whitespace().any(|w| w == *word)
+        } else {
+            normalized.contains(*word)
+        }
+    };
+    QUESTION_KINDS
+        .iter()
+        .enumerate()
+        .filter(|(_, words)| words.iter().any(asks))
+        .fold(0, |kinds, (bit, _)| kinds | 1 << bit)
 }
 
 /// The toneless pinyin of a word (发漂 and 发票 both `fapiao`); the word itself when it has
@@ -153,6 +183,7 @@ fn hash(text: &str) -> u64 {
 #[derive(Debug, Clone, Default)]
 pub struct Features {
     chars: Vec<char>,
+    question_kinds: u8,
     units: Vec<Weighted>,
     words: Vec<Weighted>,
     bigrams: Vec<Weighted>,
@@ -185,6 +216,14 @@ pub struct Parts {
     pub negation_differs: f32,
     /// Shorter length over longer, in characters.
     pub length_ratio: f32,
+    /// Jaccard overlap of the sets of units by sound, unweighted.
+    pub sound_jaccard: f32,
+    /// Longest run of units (by sound) both texts share, over the shorter length.
+    pub common_run: f32,
+    /// Word weight the other text lacks, on the side that lacks less.
+    pub unmatched_words: f32,
+    /// 1 when both texts ask the same kind of question (how, why, when …).
+    pub same_question_kind: f32,
 }
 
 impl Parts {
@@ -203,6 +242,10 @@ impl Parts {
             self.unmatched_word_peak,
             self.units * self.units,
             self.units * self.edit,
+            self.sound_jaccard,
+            self.common_run,
+            self.unmatched_words,
+            self.same_question_kind,
         ]
     }
 
@@ -249,7 +292,52 @@ pub fn parts(a: &Features, b: &Features) -> Parts {
         words: words.dice(),
         unmatched_word_peak: words.unmatched_peak,
         edit: 1.0 - edit,
+        sound_jaccard: jaccard(&heard(a), &heard(b)),
+        common_run: longest_common_run(&heard(a), &heard(b)) as f32
+            / a.units.len().min(b.units.len()).max(1) as f32,
+        unmatched_words: (words.first_total - words.first_matched)
+            .min(words.second_total - words.second_matched)
+            .max(0.0),
+        same_question_kind: (a.question_kinds & b.question_kinds != 0) as u8 as f32,
     }
+}
+
+/// A text's units as heard: the sound of each character (so 包由 reads as 包邮), English
+/// stems as they are.
+fn heard(features: &Features) -> Vec<u64> {
+    features
+        .units
+        .iter()
+        .map(|u| u.sound_key.unwrap_or(u.key))
+        .collect()
+}
+
+fn jaccard(a: &[u64], b: &[u64]) -> f32 {
+    let set = |items: &[u64]| items.iter().copied().collect::<HashSet<u64>>();
+    let (a, b) = (set(a), set(b));
+    let union = a.union(&b).count();
+    if union == 0 {
+        0.0
+    } else {
+        a.intersection(&b).count() as f32 / union as f32
+    }
+}
+
+/// Length of the longest run both sequences contain.
+fn longest_common_run<T: PartialEq + Copy>(a: &[T], b: &[T]) -> usize {
+    // Run lengths ending at the previous character of `a`, one per position in `b`.
+    let mut runs = vec![0usize; b.len() + 1];
+    let mut longest = 0;
+    for &x in a {
+        let mut diagonal = 0;
+        for (j, &y) in b.iter().enumerate() {
+            let above = runs[j + 1];
+            runs[j + 1] = if x == y { diagonal + 1 } else { 0 };
+            longest = longest.max(runs[j + 1]);
+            diagonal = above;
+        }
+    }
+    longest
 }
 
 /// The units an entry's texts use, for asking how much of a question the entry explains.
@@ -452,6 +540,34 @@ mod tests {
         let score = scorer(&["能开发票", "包邮", "能退货"]);
         assert!(score("能开发漂", "能开发票") > score("能开发漂", "能退货") + 0.3);
         assert!(score("包由", "包邮") > 0.7);
+    }
+
+    #[test]
+    fn the_longest_common_run_is_found_anywhere_in_either_text() {
+        let chars = |t: &str| t.chars().collect::<Vec<char>>();
+        assert_eq!(
+            longest_common_run(&chars("能开发票吗"), &chars("怎么开发票")),
+            3
+        );
+        assert_eq!(longest_common_run(&chars("包邮"), &chars("退货")), 0);
+        assert_eq!(longest_common_run(&chars(""), &chars("退货")), 0);
+    }
+
+    #[test]
+    fn questions_of_one_kind_share_a_kind_and_english_words_count_whole() {
+        assert_ne!(
+            question_kinds("为什么没发货") & question_kinds("为什么还不发"),
+            0
+        );
+        assert_eq!(
+            question_kinds("为什么没发货") & question_kinds("多久发货"),
+            0
+        );
+        assert_ne!(
+            question_kinds("how do i return it") & question_kinds("怎么退货"),
+            0
+        );
+        assert_eq!(question_kinds("show me"), 0);
     }
 
     #[test]
