@@ -2,6 +2,7 @@
 //!
 //!     cargo bench --bench bench             # everything, a few minutes on 2 cores
 //!     cargo bench --bench bench -- --quick  # smaller runs, to check the harness works
+//!     cargo bench --bench bench -- --only e2e   # one section: matching, e2e or startup
 //!
 //! 1. Matching: per-question latency (p50/p99/max) and questions/s on one core, for the real
 //!    knowledge base and synthetic ones of 1,000 and 10,000 entries, beside a naive baseline
@@ -549,7 +550,7 @@ fn end_to_end(quick: bool, cases: &[Case]) {
     let plan: &[(usize, usize)] = if quick {
         &[(1, 50), (50, 4)]
     } else {
-        &[(1, 500), (50, 40), (500, 8)]
+        &[(1, 500), (50, 100), (500, 10)]
     };
     for &(chats, per_chat) in plan {
         let data =
@@ -668,8 +669,20 @@ fn main() {
     let started = Instant::now();
     let (cases, _) = parse_cases(&std::fs::read_to_string("tests/data/eval.jsonl").unwrap());
     println!("# xiaoer benchmarks{}", if quick { " (quick)" } else { "" });
-    matching(quick, &cases);
-    end_to_end(quick, &cases);
-    startup(quick);
+    // `--only matching|e2e|startup`: one section, to compare a change quickly.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1));
+    let runs = |section: &str| only.is_none_or(|o| o == section);
+    if runs("matching") {
+        matching(quick, &cases);
+    }
+    if runs("e2e") {
+        end_to_end(quick, &cases);
+    }
+    if runs("startup") {
+        startup(quick);
+    }
     println!("\n(total {:.0} s)", started.elapsed().as_secs_f64());
 }

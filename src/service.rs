@@ -83,6 +83,10 @@ pub struct Service {
     settings: Settings,
     /// One lock per chat with a message in flight, so its turns never interleave.
     chats: Mutex<HashMap<ChatKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Turns running at once, one per core: the rest wait their turn first come first
+    /// served, instead of dozens of threads taking the cores and the store's lock by chance
+    /// (which left some buyers waiting far longer than others).
+    running: tokio::sync::Semaphore,
     last_problem: RwLock<Option<ReloadProblem>>,
 }
 
@@ -106,6 +110,9 @@ impl Service {
             hours,
             settings,
             chats: Mutex::new(HashMap::new()),
+            running: tokio::sync::Semaphore::new(
+                2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             last_problem: RwLock::new(None),
         })
     }
@@ -223,6 +230,7 @@ impl Service {
     ) -> std::result::Result<Option<Handled>, StoreError> {
         let lock = self.chat_lock(&chat);
         let guard = lock.clone().lock_owned().await;
+        let running = self.running.acquire().await;
         let bot = self.bot();
         let store = self.store.clone();
         let hours = self.hours.clone();
@@ -261,6 +269,7 @@ impl Service {
         })
         .await
         .unwrap_or_else(|e| Err(StoreError(format!("turn panicked: {e}"))));
+        drop(running);
         drop(guard);
         self.forget_idle_lock(&chat, lock);
         result
