@@ -80,6 +80,13 @@ pub struct TelegramSettings {
     /// How often the outbox looks for messages stored outside a turn (agent replies,
     /// reminders), in milliseconds.
     pub outbox_interval_ms: u64,
+    /// Least time between two messages to one chat, in milliseconds (Telegram: about one a
+    /// second).
+    pub chat_interval_ms: u64,
+    /// Most messages a minute to one group (Telegram: 20).
+    pub group_per_minute: u32,
+    /// Most messages a second to all chats together (Telegram: 30).
+    pub global_per_second: u32,
 }
 
 impl Default for TelegramSettings {
@@ -93,6 +100,9 @@ impl Default for TelegramSettings {
             retry_initial_ms: 1_000,
             retry_max_ms: 300_000,
             outbox_interval_ms: 1_000,
+            chat_interval_ms: 1_000,
+            group_per_minute: 20,
+            global_per_second: 30,
         }
     }
 }

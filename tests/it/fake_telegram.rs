@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -42,6 +42,8 @@ pub struct Sent {
     pub text: String,
     /// Inline buttons: (label, callback data), one per row.
     pub buttons: Vec<(String, String)>,
+    /// When the fake received it.
+    pub at: Instant,
 }
 
 #[derive(Default)]
@@ -300,6 +302,7 @@ async fn get_updates(fake: &FakeTelegram, params: &Value) -> Response {
 }
 
 fn send_message(fake: &FakeTelegram, params: &Value) -> Response {
+    let at = Instant::now();
     let chat = params["chat_id"].as_i64().expect("chat_id is a number");
     let mut state = fake.fake();
     state.send_attempts += 1;
@@ -345,6 +348,7 @@ fn send_message(fake: &FakeTelegram, params: &Value) -> Response {
         message_id,
         text: text.clone(),
         buttons,
+        at,
     });
     drop(state);
     fake.changed.notify_waiters();

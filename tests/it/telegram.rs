@@ -33,6 +33,9 @@ fn settings(fake: &FakeTelegram, adjust: impl FnOnce(&mut Settings)) -> Settings
             retry_initial_ms: 50,
             retry_max_ms: 400,
             outbox_interval_ms: 50,
+            // Telegram's one a second per chat would make every test slow; one test keeps a
+            // longer spacing and measures it.
+            chat_interval_ms: 20,
             ..TelegramSettings::default()
         },
         ..Settings::default()
@@ -417,6 +420,29 @@ async fn messages_of_a_chat_arrive_in_order_while_another_chat_is_answered() {
         assert_eq!(received.len(), 3, "{received:?}");
         assert_eq!(received[0].text, answer(&shop, "invoice"));
         assert_eq!(received[2].text, template(&shop, "welcome"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_replies_to_one_chat_is_spaced_out() {
+    const SPACING: Duration = Duration::from_millis(400);
+    let shop = Shop::open(|s| s.telegram.chat_interval_ms = SPACING.as_millis() as u64).await;
+    let buyer = shop.buyer(4216);
+    let mut last = 0;
+    for question in ["能开发票吗", "包邮吗", "/start"] {
+        last = shop.fake.push(buyer.message(json!({ "text": question })));
+    }
+    shop.settle(buyer.chat, last).await;
+    let received = shop.fake.sent_to(buyer.chat);
+    assert_eq!(received.len(), 3, "{received:?}");
+    for pair in received.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        // The bot measures before it sends and the fake on arrival: allow for the difference
+        // in the two requests' trips over loopback.
+        assert!(
+            gap >= SPACING - Duration::from_millis(100),
+            "{gap:?} between two messages to one chat"
+        );
     }
 }
 

@@ -8,6 +8,7 @@
 //! - `lanes`: updates of one chat in order, chats in parallel.
 //! - `outbox`: delivery in order per chat, retried until Telegram takes it; numbered options as
 //!   inline buttons; long texts split at Telegram's 4,096 limit.
+//! - `throttle`: Telegram's rate limits (per chat, per group, overall), kept before each send.
 //! - `webhook`: the route Telegram posts updates to, and its secret token.
 //!
 //! Updates come by long polling (default) or, with `webhook_url` set, as POSTs to that URL's
@@ -19,6 +20,7 @@
 
 pub mod lanes;
 pub mod outbox;
+pub mod throttle;
 pub mod update;
 pub mod webhook;
 
@@ -42,12 +44,26 @@ use crate::storage::StoreError;
 
 use lanes::Lanes;
 use outbox::{Backoff, Outbox, CHANNEL};
+use throttle::{Limits, Rate};
 use update::{Incoming, Me, Request};
 
 /// The updates the bot asks Telegram for.
 const ALLOWED_UPDATES: [AllowedUpdate; 2] = [AllowedUpdate::Message, AllowedUpdate::CallbackQuery];
 
 pub use webhook::SECRET_HEADER;
+
+/// The rate limits the settings ask for.
+fn limits(settings: &TelegramSettings) -> Limits {
+    let rate = |sends: u32, per: Duration| Rate {
+        sends: sends.max(1) as usize,
+        per,
+    };
+    Limits {
+        chat: rate(1, Duration::from_millis(settings.chat_interval_ms)),
+        group: rate(settings.group_per_minute, Duration::from_secs(60)),
+        global: rate(settings.global_per_second, Duration::from_secs(1)),
+    }
+}
 
 /// The running Telegram bot of one token.
 pub struct Telegram {
@@ -97,6 +113,7 @@ impl Telegram {
             service.clock().clone(),
             backoff,
             Duration::from_millis(settings.outbox_interval_ms.max(10)),
+            limits(settings),
         );
         tracing::info!(username = %me.username, "connected to Telegram");
         Ok(Arc::new(Telegram {
@@ -327,6 +344,7 @@ impl Telegram {
     async fn ask_again(&self, chat: ChatId) {
         let bot = self.service.bot();
         let text = reply::template(bot.engine.knowledge_base(), "try_again", Lang::Zh, &[]);
+        self.outbox.pace(chat).await;
         if let Err(error) = self.bot.send_message(chat, text).await {
             tracing::error!(chat = chat.0, %error, "could not ask the buyer to send again");
         }

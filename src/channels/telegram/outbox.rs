@@ -1,6 +1,7 @@
 //! The Telegram outbox: every message the bot or an agent sends reaches its chat from here —
 //! a turn's replies, reminders, an agent's answer from the console. One delivery task per chat
 //! with mail, so a chat gets its messages in the order they were stored; chats in parallel.
+//! Every send first waits for Telegram's rate limits (`throttle`), so 429s stay rare.
 //!
 //! A message is marked delivered once Telegram has taken all its parts; until then it stays in
 //! the store and is tried again — after the `retry_after` Telegram asks for on a 429, after a
@@ -18,6 +19,7 @@ use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup};
 use teloxide::{Bot, RequestError};
 
+use super::throttle::{Limits, Throttle};
 use crate::conversation::ChatKey;
 use crate::service::Clock;
 use crate::storage::{Store, StoredMessage};
@@ -51,6 +53,8 @@ pub struct Outbox {
     interval: Duration,
     /// Chats with a delivery task, and whether mail came since it last looked.
     active: Mutex<HashMap<ChatKey, Arc<AtomicBool>>>,
+    /// Telegram's rate limits, shared by every chat's delivery.
+    throttle: Mutex<Throttle>,
 }
 
 impl Outbox {
@@ -60,6 +64,7 @@ impl Outbox {
         clock: Arc<dyn Clock>,
         backoff: Backoff,
         interval: Duration,
+        limits: Limits,
     ) -> Arc<Outbox> {
         Arc::new(Outbox {
             bot,
@@ -68,11 +73,28 @@ impl Outbox {
             backoff,
             interval,
             active: Mutex::new(HashMap::new()),
+            throttle: Mutex::new(Throttle::new(limits)),
         })
     }
 
     fn active(&self) -> MutexGuard<'_, HashMap<ChatKey, Arc<AtomicBool>>> {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until Telegram's rate limits allow a message to `chat`, and counts it.
+    pub async fn pace(&self, chat: ChatId) {
+        loop {
+            let now = std::time::Instant::now();
+            let taken = self
+                .throttle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(chat, now);
+            match taken {
+                Ok(()) => return,
+                Err(later) => tokio::time::sleep_until(later.into()).await,
+            }
+        }
     }
 
     /// The chat has new mail: its delivery task looks again, or starts.
@@ -161,6 +183,7 @@ impl Outbox {
     async fn send_part(&self, chat_id: ChatId, text: &str, buttons: Option<InlineKeyboardMarkup>) {
         let mut wait = self.backoff.initial;
         loop {
+            self.pace(chat_id).await;
             let mut request = self.bot.send_message(chat_id, text);
             if let Some(buttons) = &buttons {
                 request = request.reply_markup(buttons.clone());
