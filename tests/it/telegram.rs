@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use tower::ServiceExt;
 use xiaoer::channels::telegram::{Telegram, SECRET_HEADER};
 use xiaoer::config::{Secret, Settings, TelegramSettings};
 use xiaoer::conversation::ChatKey;
@@ -356,17 +357,7 @@ async fn a_handoff_and_an_agents_reply_reach_the_chat() {
         .unwrap()
         .unwrap();
     let agent_reply = "您好，我是客服小李，已经看到您的留言了，请问有什么可以帮您？";
-    shop.store()
-        .post_message(&NewMessage {
-            chat: &buyer.key(),
-            from: Sender::Agent,
-            text: agent_reply,
-            at_ms: shop.clock.now_ms(),
-            source_id: None,
-            agent: Some("小李"),
-            knowledge_version: None,
-        })
-        .unwrap();
+    post_agent_reply(&shop, &buyer.key(), agent_reply);
     shop.fake
         .wait_until(PATIENCE, "the agent's reply", |fake| {
             fake.sent_to(buyer.chat)
@@ -447,23 +438,95 @@ async fn a_burst_of_replies_to_one_chat_is_spaced_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_message_is_split_at_telegrams_limit() {
+async fn a_buyer_who_blocked_the_bot_is_tried_once_per_message_and_the_agent_sees_why() {
     let shop = Shop::open(|_| {}).await;
-    let buyer = shop.buyer(4210);
-    let line = "您好，这是同事为您整理的详细说明。".repeat(10);
-    let long = vec![line; 30].join("\n");
-    assert!(long.chars().count() > 4096);
+    let (blocked, other) = (shop.buyer(4217), shop.buyer(4218));
+    shop.fake
+        .refuse(blocked.chat, "Forbidden: bot was blocked by the user");
+    let refused = blocked.says("/human").await;
+    assert!(refused.is_empty(), "{refused:?}");
+    // Other chats are served as ever.
+    let answered = other.says("能开发票吗").await;
+    assert_eq!(texts(&answered), [answer(&shop, "invoice")]);
+    // Many retry waits later (50 ms, doubling) it was still tried once.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(shop.fake.refused(blocked.chat), 1);
+    let stored = shop.store().messages(&blocked.key(), 0).unwrap();
+    let reply = stored.iter().find(|m| m.from == Sender::Bot).unwrap();
+    assert_eq!(reply.text, answer(&shop, "human"));
+    assert_eq!(reply.undeliverable.as_deref(), Some("blocked"));
+    assert_eq!(reply.delivered_ms, None);
+
+    // The agent opening the handoff sees that the buyer can't be reached, and why.
+    let console = xiaoer::channels::http::router(shop.service.clone());
+    let token = xiaoer::auth::new_token().unwrap();
+    let hash = xiaoer::auth::token_hash(&token);
+    assert!(shop.store().add_agent("小李", "agent", &hash, 0).unwrap());
+    let handoff = shop
+        .store()
+        .open_handoffs()
+        .unwrap()
+        .into_iter()
+        .find(|h| h.chat == blocked.key())
+        .expect("a handoff in the queue");
+    let request = axum::http::Request::builder()
+        .uri(format!("/api/agent/handoffs/{}", handoff.id))
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let detail = json_body(console.oneshot(request).await.unwrap()).await;
+    let transcript = detail["transcript"].as_array().unwrap();
+    let bot_line = transcript.iter().find(|m| m["from"] == "bot").unwrap();
+    assert_eq!(bot_line["undeliverable"], "blocked");
+    assert_eq!(transcript[0]["undeliverable"], Value::Null);
+
+    // A later message is tried once too.
+    post_agent_reply(&shop, &blocked.key(), "您好，我是客服小李。");
+    shop.fake
+        .wait_until(PATIENCE, "the second refusal", |fake| {
+            fake.refused(blocked.chat) == 2
+        })
+        .await;
+    shop.delivered(blocked.chat).await;
+
+    // The buyer unblocks the bot and writes again: the answer arrives.
+    shop.fake.accept(blocked.chat);
+    let again = blocked.says("能开发票吗").await;
+    assert!(!again.is_empty());
+    assert_eq!(shop.fake.refused(blocked.chat), 2);
+}
+
+/// The JSON of a response.
+async fn json_body(response: axum::response::Response) -> Value {
+    use http_body_util::BodyExt;
+    assert_eq!(response.status(), 200);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// An agent's message to the chat, stored as the console stores it.
+fn post_agent_reply(shop: &Shop, chat: &ChatKey, text: &str) {
     shop.store()
         .post_message(&NewMessage {
-            chat: &buyer.key(),
+            chat,
             from: Sender::Agent,
-            text: &long,
+            text,
             at_ms: shop.clock.now_ms(),
             source_id: None,
             agent: Some("小李"),
             knowledge_version: None,
         })
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_message_is_split_at_telegrams_limit() {
+    let shop = Shop::open(|_| {}).await;
+    let buyer = shop.buyer(4210);
+    let line = "您好，这是同事为您整理的详细说明。".repeat(10);
+    let long = vec![line; 30].join("\n");
+    assert!(long.chars().count() > 4096);
+    post_agent_reply(&shop, &buyer.key(), &long);
     shop.fake
         .wait_until(PATIENCE, "both parts", |fake| {
             fake.sent_to(buyer.chat).len() == 2
@@ -587,7 +650,6 @@ async fn a_restart_in_the_middle_of_a_flow_resumes_at_the_same_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_takes_only_updates_carrying_the_secret() {
     use http_body_util::BodyExt;
-    use tower::ServiceExt;
     let fake = FakeTelegram::start().await;
     let store = Arc::new(SqliteStore::open_in_memory().unwrap());
     let settings = settings(&fake, |s| {

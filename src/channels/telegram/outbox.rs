@@ -5,9 +5,12 @@
 //!
 //! A message is marked delivered once Telegram has taken all its parts; until then it stays in
 //! the store and is tried again — after the `retry_after` Telegram asks for on a 429, after a
-//! doubling wait on network errors, 5xx and anything else — also after a restart. It is never
-//! dropped: a chat that can't be reached (the buyer blocked the bot) is tried at the longest
-//! wait and logged. A send whose answer was lost may reach the buyer twice; none is lost.
+//! doubling wait on network errors, 5xx and anything else — also after a restart. A refusal
+//! for good (the buyer blocked the bot, deactivated their account, the bot was kicked from the
+//! group) marks the message undeliverable with the reason instead: kept in the store for the
+//! agents, logged once, never tried again. Later messages to that chat are each tried once, so
+//! a buyer who unblocks the bot and writes again gets the answers. A send whose answer was
+//! lost may reach the buyer twice; none is lost.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +20,7 @@ use std::time::Duration;
 use teloxide::payloads::SendMessageSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup};
-use teloxide::{Bot, RequestError};
+use teloxide::{ApiError, Bot, RequestError};
 
 use super::throttle::{Limits, Throttle};
 use crate::conversation::ChatKey;
@@ -157,30 +160,42 @@ impl Outbox {
         }
     }
 
-    /// Sends one stored message, part by part, until Telegram has taken all; then marks it.
+    /// Sends one stored message, part by part, until Telegram has taken all or refused it for
+    /// good; then marks it delivered or undeliverable.
     async fn deliver(&self, chat: &ChatKey, message: &StoredMessage) {
-        match chat.id().parse::<i64>() {
-            Ok(chat_id) => {
-                let parts = split_text(&message.text, MAX_MESSAGE_UNITS);
-                let n_parts = parts.len();
-                for (index, part) in parts.into_iter().enumerate() {
-                    // The buttons go with the question, at the end.
-                    let buttons = if index + 1 == n_parts {
-                        keyboard(&message.choices)
-                    } else {
-                        None
-                    };
-                    self.send_part(ChatId(chat_id), part, buttons).await;
-                }
-            }
-            Err(_) => {
-                tracing::error!(%chat, message = message.id, "outbox: a Telegram chat id must be a number; message set aside as delivered");
-            }
+        let sent = match chat.id().parse::<i64>() {
+            Ok(chat_id) => self.send_parts(ChatId(chat_id), message).await,
+            Err(_) => Err("not_a_chat_id"),
+        };
+        if let Err(reason) = sent {
+            // Once per message: it is never tried again.
+            tracing::warn!(%chat, message = message.id, reason, "Telegram refused a message for good; it is kept as undeliverable");
         }
-        self.mark_delivered(message.id).await;
+        self.record(message.id, sent.err()).await;
     }
 
-    async fn send_part(&self, chat_id: ChatId, text: &str, buttons: Option<InlineKeyboardMarkup>) {
+    async fn send_parts(&self, chat_id: ChatId, message: &StoredMessage) -> Result<(), Refusal> {
+        let parts = split_text(&message.text, MAX_MESSAGE_UNITS);
+        let n_parts = parts.len();
+        for (index, part) in parts.into_iter().enumerate() {
+            // The buttons go with the question, at the end.
+            let buttons = if index + 1 == n_parts {
+                keyboard(&message.choices)
+            } else {
+                None
+            };
+            self.send_part(chat_id, part, buttons).await?;
+        }
+        Ok(())
+    }
+
+    /// Tries until Telegram takes the part or refuses it for good.
+    async fn send_part(
+        &self,
+        chat_id: ChatId,
+        text: &str,
+        buttons: Option<InlineKeyboardMarkup>,
+    ) -> Result<(), Refusal> {
         let mut wait = self.backoff.initial;
         loop {
             self.pace(chat_id).await;
@@ -189,7 +204,7 @@ impl Outbox {
                 request = request.reply_markup(buttons.clone());
             }
             match request.await {
-                Ok(_) => return,
+                Ok(_) => return Ok(()),
                 Err(RequestError::RetryAfter(seconds)) => {
                     tracing::warn!(
                         chat = chat_id.0,
@@ -199,6 +214,9 @@ impl Outbox {
                     tokio::time::sleep(seconds.duration()).await;
                 }
                 Err(error) => {
+                    if let Some(reason) = refusal(&error) {
+                        return Err(reason);
+                    }
                     tracing::warn!(chat = chat_id.0, error.cause_chain = ?error, wait_ms = wait.as_millis() as u64, "sending to Telegram failed; trying again");
                     tokio::time::sleep(wait).await;
                     wait = self.backoff.next(wait);
@@ -207,25 +225,59 @@ impl Outbox {
         }
     }
 
-    /// Marks a sent message delivered; a store that fails is asked again, so the message is
-    /// not sent twice.
-    async fn mark_delivered(&self, id: i64) {
+    /// Marks a message delivered, or undeliverable for `refused`; a store that fails is asked
+    /// again, so the message is not sent twice.
+    async fn record(&self, id: i64, refused: Option<Refusal>) {
         let mut wait = self.backoff.initial;
         loop {
             let store = self.store.clone();
             let at_ms = self.clock.now_ms();
-            match tokio::task::spawn_blocking(move || store.mark_delivered(id, at_ms)).await {
+            let marked = tokio::task::spawn_blocking(move || match refused {
+                None => store.mark_delivered(id, at_ms),
+                Some(reason) => store.mark_undeliverable(id, reason),
+            });
+            match marked.await {
                 Ok(Ok(())) => return,
                 Ok(Err(error)) => {
-                    tracing::error!(message = id, %error, "outbox: marking a message delivered failed")
+                    tracing::error!(message = id, %error, "outbox: marking a message failed")
                 }
                 Err(error) => {
-                    tracing::error!(message = id, %error, "outbox: marking a message delivered panicked")
+                    tracing::error!(message = id, %error, "outbox: marking a message panicked")
                 }
             }
             tokio::time::sleep(wait).await;
             wait = self.backoff.next(wait);
         }
+    }
+}
+
+/// Why Telegram will never take a message for a chat: a code the console explains.
+type Refusal = &'static str;
+
+/// The refusal an error means, or `None` for a failure worth another try (network, 5xx …).
+fn refusal(error: &RequestError) -> Option<Refusal> {
+    match error {
+        RequestError::Api(api) => match api {
+            ApiError::BotBlocked => Some("blocked"),
+            ApiError::UserDeactivated | ApiError::GroupDeactivated => Some("deactivated"),
+            ApiError::ChatNotFound => Some("chat_not_found"),
+            ApiError::BotKicked
+            | ApiError::BotKickedFromSupergroup
+            | ApiError::BotKickedFromChannel => Some("kicked"),
+            ApiError::CantInitiateConversation | ApiError::CantTalkWithBots => Some("forbidden"),
+            // A 403 teloxide has no name for ("Forbidden: bot was kicked from the group chat").
+            ApiError::Unknown(text) if text.starts_with("Forbidden") => {
+                Some(if text.contains("kicked") {
+                    "kicked"
+                } else {
+                    "forbidden"
+                })
+            }
+            _ => None,
+        },
+        // The group became a supergroup: this chat id is gone, its members write from the new one.
+        RequestError::MigrateToChatId(_) => Some("migrated"),
+        _ => None,
     }
 }
 
@@ -341,6 +393,44 @@ mod tests {
         let parts = split_text(&over, MAX_MESSAGE_UNITS);
         assert_eq!(parts.len(), 2);
         assert_eq!(parts.concat(), over);
+    }
+
+    #[test]
+    fn refusals_for_good_are_told_from_failures_worth_another_try() {
+        #[track_caller]
+        fn check(error: RequestError, expect: Option<Refusal>) {
+            assert_eq!(refusal(&error), expect, "{error:?}");
+        }
+        check(RequestError::Api(ApiError::BotBlocked), Some("blocked"));
+        check(
+            RequestError::Api(ApiError::UserDeactivated),
+            Some("deactivated"),
+        );
+        check(
+            RequestError::Api(ApiError::ChatNotFound),
+            Some("chat_not_found"),
+        );
+        check(
+            RequestError::Api(ApiError::Unknown(
+                "Forbidden: bot was kicked from the group chat".into(),
+            )),
+            Some("kicked"),
+        );
+        check(
+            RequestError::Api(ApiError::Unknown(
+                "Forbidden: bot is not a member of the supergroup chat".into(),
+            )),
+            Some("forbidden"),
+        );
+        check(
+            RequestError::MigrateToChatId(ChatId(-100_5)),
+            Some("migrated"),
+        );
+        check(
+            RequestError::Api(ApiError::Unknown("Bad Gateway".into())),
+            None,
+        );
+        check(RequestError::Api(ApiError::MessageTextIsEmpty), None);
     }
 
     #[test]
