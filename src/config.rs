@@ -87,6 +87,9 @@ pub struct TelegramSettings {
     pub group_per_minute: u32,
     /// Most messages a second to all chats together (Telegram: 30).
     pub global_per_second: u32,
+    /// How long an album's photos wait for the next one before they are handled together,
+    /// in milliseconds (Telegram sends each photo of an album as a message of its own).
+    pub album_wait_ms: u64,
 }
 
 impl Default for TelegramSettings {
@@ -103,6 +106,7 @@ impl Default for TelegramSettings {
             chat_interval_ms: 1_000,
             group_per_minute: 20,
             global_per_second: 30,
+            album_wait_ms: 1_000,
         }
     }
 }

@@ -37,6 +37,7 @@ fn settings(fake: &FakeTelegram, adjust: impl FnOnce(&mut Settings)) -> Settings
             // Telegram's one a second per chat would make every test slow; one test keeps a
             // longer spacing and measures it.
             chat_interval_ms: 20,
+            album_wait_ms: 500,
             ..TelegramSettings::default()
         },
         ..Settings::default()
@@ -647,26 +648,139 @@ async fn a_restart_in_the_middle_of_a_flow_resumes_at_the_same_step() {
     assert_eq!(case.evidence.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_webhook_takes_only_updates_carrying_the_secret() {
-    use http_body_util::BodyExt;
-    let fake = FakeTelegram::start().await;
+const WEBHOOK_SECRET: &str = "s3cret-token_1";
+
+/// A bot in webhook mode, registered at the fake: its route and its service.
+async fn webhook_shop(fake: &FakeTelegram) -> (axum::Router, Arc<Service>) {
     let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-    let settings = settings(&fake, |s| {
+    let settings = settings(fake, |s| {
         s.telegram.webhook_url = Some("https://shop.example/telegram/webhook".into());
-        s.telegram.webhook_secret = Secret::parse("s3cret-token_1");
+        s.telegram.webhook_secret = Secret::parse(WEBHOOK_SECRET);
     });
     let (service, _clock) = service(store, &settings);
     let telegram = Telegram::connect(service.clone(), &settings.telegram)
         .await
         .unwrap();
-    let router = telegram.start_webhook().await.unwrap();
+    (telegram.start_webhook().await.unwrap(), service)
+}
+
+/// Posts an update to the webhook as Telegram does; returns the status once answered.
+async fn post_to_webhook(router: &axum::Router, update: &Value) -> u16 {
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/telegram/webhook")
+        .header("content-type", "application/json")
+        .header(SECRET_HEADER, WEBHOOK_SECRET)
+        .body(axum::body::Body::from(update.to_string()))
+        .unwrap();
+    router
+        .clone()
+        .oneshot(request)
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The fields of a photo sent in an album.
+fn album_photo(file_id: &str, album: &str) -> Value {
+    let mut fields = photo(file_id);
+    fields["media_group_id"] = json!(album);
+    fields
+}
+
+/// What the chat stored from its buyer: (text, attachment ids), oldest first.
+fn buyer_messages(store: &Arc<dyn Store>, chat: i64) -> Vec<(String, Vec<String>)> {
+    let key = ChatKey::parse("telegram", &chat.to_string()).unwrap();
+    store
+        .messages(&key, 0)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.from == Sender::Buyer)
+        .map(|m| (m.text, m.attachments.into_iter().map(|a| a.id).collect()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_album_is_one_answer_by_polling_even_over_two_polls() {
+    let shop = Shop::open(|_| {}).await;
+    let buyer = shop.buyer(4220);
+    buyer.says("收到的杯子碎了").await;
+    buyer.says(ORDER).await;
+    let mut damage = album_photo("damage", "album-1");
+    damage["caption"] = json!("破损和外包装");
+    shop.fake.push(buyer.message(damage));
+    // The second photo comes a moment later: most likely in the next poll.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    shop.fake
+        .push(buyer.message(album_photo("packaging", "album-1")));
+    let answered = buyer.says("1").await;
+    assert_eq!(
+        texts(&answered[..1]),
+        [prompt(&shop, "damaged_item", "remedy")]
+    );
+    assert_eq!(
+        buyer_messages(shop.store(), buyer.chat)[2..],
+        [
+            (
+                "破损和外包装".to_string(),
+                vec!["damage".to_string(), "packaging".to_string()]
+            ),
+            ("1".to_string(), vec![]),
+        ]
+    );
+    let cases = shop.store().cases().unwrap();
+    let case = cases.iter().find(|c| c.chat == buyer.key()).unwrap();
+    assert_eq!(case.evidence.len(), 2, "{case:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_album_sent_to_the_webhook_is_one_answer() {
+    let fake = FakeTelegram::start().await;
+    let (router, service) = webhook_shop(&fake).await;
+    const CHAT: i64 = 4219;
+    let updates = [
+        json!({"text": "收到的杯子碎了"}),
+        json!({ "text": ORDER }),
+        album_photo("damage", "album-2"),
+        album_photo("packaging", "album-2"),
+        json!({"text": "1"}),
+    ];
+    for (n, fields) in updates.into_iter().enumerate() {
+        let mut update = message_update(&fake, CHAT, fields);
+        update["update_id"] = json!(n + 1);
+        assert_eq!(post_to_webhook(&router, &update).await, 200);
+    }
+    // The last message was answered once stored, after the album's turn: the photos were
+    // one answer, and the remedy then picked.
+    assert_eq!(
+        buyer_messages(service.store(), CHAT)[2..],
+        [
+            (
+                String::new(),
+                vec!["damage".to_string(), "packaging".to_string()]
+            ),
+            ("1".to_string(), vec![]),
+        ]
+    );
+    let cases = service.store().cases().unwrap();
+    let key = ChatKey::parse("telegram", &CHAT.to_string()).unwrap();
+    let case = cases.iter().find(|c| c.chat == key).expect("a case");
+    assert_eq!(case.remedy.as_deref(), Some("compensation"));
+    assert_eq!(case.evidence.len(), 2, "{case:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_takes_only_updates_carrying_the_secret() {
+    use http_body_util::BodyExt;
+    let fake = FakeTelegram::start().await;
+    let (router, service) = webhook_shop(&fake).await;
     let registered = fake.calls("setWebhook");
     assert_eq!(
         registered[0]["url"],
         json!("https://shop.example/telegram/webhook")
     );
-    assert_eq!(registered[0]["secret_token"], json!("s3cret-token_1"));
+    assert_eq!(registered[0]["secret_token"], json!(WEBHOOK_SECRET));
 
     let update = json!({
         "update_id": 1,
@@ -696,13 +810,13 @@ async fn the_webhook_takes_only_updates_carrying_the_secret() {
 
     let response = router
         .clone()
-        .oneshot(post(Some("s3cret-token_1")))
+        .oneshot(post(Some(WEBHOOK_SECRET)))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     let _ = response.into_body().collect().await;
     // Telegram retries an update it got no 200 for: the second delivery is answered once.
-    let again = router.oneshot(post(Some("s3cret-token_1"))).await.unwrap();
+    let again = router.oneshot(post(Some(WEBHOOK_SECRET))).await.unwrap();
     assert_eq!(again.status(), 200);
     fake.wait_until(PATIENCE, "the answer", |fake| {
         !fake.sent_to(4214).is_empty()

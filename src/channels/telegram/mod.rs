@@ -5,7 +5,7 @@
 //!
 //! - `update`: an update → what it asks (a message, `/start`, `/human`, a pressed button, a
 //!   message kind the bot can't read), or nothing; the group rule.
-//! - `lanes`: updates of one chat in order, chats in parallel.
+//! - `lanes`: updates of one chat in order, chats in parallel; an album's photos as one.
 //! - `outbox`: delivery in order per chat, retried until Telegram takes it; numbered options as
 //!   inline buttons; long texts split at Telegram's 4,096 limit.
 //! - `throttle`: Telegram's rate limits (per chat, per group, overall), kept before each send.
@@ -13,7 +13,8 @@
 //!
 //! Updates come by long polling (default) or, with `webhook_url` set, as POSTs to that URL's
 //! path on the `serve` HTTP server, each checked for the secret token. Either way an update
-//! is acknowledged to Telegram only after its turn is stored, and a message Telegram delivers
+//! is acknowledged to Telegram only after its turn is stored (an album's photo once queued,
+//! see `lanes`), and a message Telegram delivers
 //! twice (a restart before the acknowledgement, a webhook retry) is handled once: its
 //! Telegram id is stored with it. No teloxide `Dispatcher` or `Dialogue`: the conversation
 //! state is ours (`storage`), and this loop acknowledges updates only once they are stored.
@@ -163,13 +164,11 @@ impl Telegram {
                     if let Some(next) = updates.iter().map(|u| u.id.as_offset()).max() {
                         offset = next;
                     }
-                    let incoming = update::merge_albums(
-                        updates
-                            .iter()
-                            .filter_map(|u| update::read(u, &self.me))
-                            .collect(),
-                    );
-                    let handled: Vec<_> = incoming.into_iter().map(|i| lanes.push(i)).collect();
+                    let handled: Vec<_> = updates
+                        .iter()
+                        .filter_map(|u| update::read(u, &self.me))
+                        .map(|incoming| lanes.push(incoming))
+                        .collect();
                     // The next poll acknowledges these updates: only once they are stored.
                     for done in handled {
                         let _ = done.await;
@@ -228,10 +227,13 @@ impl Telegram {
 
     fn lanes(self: &Arc<Self>) -> Arc<Lanes> {
         let telegram = self.clone();
-        Lanes::new(Arc::new(move |incoming| {
-            let telegram = telegram.clone();
-            Box::pin(async move { telegram.handle(incoming).await })
-        }))
+        Lanes::new(
+            Arc::new(move |incoming| {
+                let telegram = telegram.clone();
+                Box::pin(async move { telegram.handle(incoming).await })
+            }),
+            Duration::from_millis(self.settings.album_wait_ms),
+        )
     }
 
     /// One update, after every earlier one of its chat. An error is logged and the buyer is
