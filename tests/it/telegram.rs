@@ -565,6 +565,39 @@ async fn a_photo_outside_a_flow_and_a_sticker_get_polite_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_store_could_not_keep_is_asked_again_in_the_buyers_language() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open_dir(data.path()).unwrap());
+    let shop = Shop::open_on(FakeTelegram::start().await, store, |_| {}).await;
+    let buyer = shop.buyer(4222);
+    let answered = buyer.says("can I get an invoice?").await;
+    assert!(!answered.is_empty());
+    // The disk fills up: nothing more can be stored, what is stored can still be read.
+    rusqlite::Connection::open(data.path().join("xiaoer.sqlite3"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER disk_full BEFORE INSERT ON messages
+             BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+        )
+        .unwrap();
+    let try_again = |lang| {
+        reply::template(
+            shop.knowledge().engine.knowledge_base(),
+            "try_again",
+            lang,
+            &[],
+        )
+    };
+    // A photo has no words: the language the conversation remembers.
+    let photo = buyer.sends_photo("lost-photo").await;
+    assert_eq!(texts(&photo), [try_again(Lang::En)]);
+    let chinese = buyer.says("能开发票吗").await;
+    assert_eq!(texts(&chinese), [try_again(Lang::Zh)]);
+    let english = buyer.says("hello?").await;
+    assert_eq!(texts(&english), [try_again(Lang::En)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_hears_only_what_is_addressed_to_the_bot() {
     let shop = Shop::open(|_| {}).await;
     let group = shop.buyer(-100_4212);

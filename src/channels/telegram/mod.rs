@@ -38,7 +38,7 @@ use teloxide::{ApiError, Bot, RequestError};
 use crate::config::TelegramSettings;
 use crate::conversation::ChatKey;
 use crate::dialog::Attachment;
-use crate::normalize::Lang;
+use crate::normalize::{reply_lang, Lang};
 use crate::reply;
 use crate::service::Service;
 use crate::storage::StoreError;
@@ -243,6 +243,11 @@ impl Telegram {
         let chat = ChatKey::parse(CHANNEL, &chat_id.0.to_string())
             .expect("a chat id number is a valid chat key");
         let source_id = incoming.source_id;
+        // Kept to ask again in the buyer's language should the turn fail.
+        let words = match &incoming.request {
+            Request::Message { text, .. } => text.clone(),
+            _ => String::new(),
+        };
         let result = match incoming.request {
             Request::Welcome => self.template(&chat, "welcome", source_id).await,
             Request::Unsupported => {
@@ -273,7 +278,7 @@ impl Telegram {
             Ok(()) => self.outbox.wake(&chat),
             Err(error) => {
                 tracing::error!(%chat, error.cause_chain = ?error, "a Telegram update could not be handled");
-                self.ask_again(chat_id).await;
+                self.ask_again(chat_id, &chat, &words).await;
             }
         }
     }
@@ -342,13 +347,15 @@ impl Telegram {
     }
 
     /// The store failed, so nothing of the message was kept: the buyer is asked to send it
-    /// again, straight to Telegram (the outbox lives in that store).
-    async fn ask_again(&self, chat: ChatId) {
+    /// again, in the language of their `words` (or the one remembered), straight to Telegram
+    /// (the outbox lives in that store).
+    async fn ask_again(&self, chat_id: ChatId, chat: &ChatKey, words: &str) {
+        let lang = reply_lang(words, self.language(chat).await);
         let bot = self.service.bot();
-        let text = reply::template(bot.engine.knowledge_base(), "try_again", Lang::Zh, &[]);
-        self.outbox.pace(chat).await;
-        if let Err(error) = self.bot.send_message(chat, text).await {
-            tracing::error!(chat = chat.0, %error, "could not ask the buyer to send again");
+        let text = reply::template(bot.engine.knowledge_base(), "try_again", lang, &[]);
+        self.outbox.pace(chat_id).await;
+        if let Err(error) = self.bot.send_message(chat_id, text).await {
+            tracing::error!(chat = chat_id.0, %error, "could not ask the buyer to send again");
         }
     }
 }
