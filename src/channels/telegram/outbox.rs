@@ -423,7 +423,7 @@ mod tests {
             Some("forbidden"),
         );
         check(
-            RequestError::MigrateToChatId(ChatId(-100_5)),
+            RequestError::MigrateToChatId(ChatId(-1_005)),
             Some("migrated"),
         );
         check(
