@@ -8,6 +8,7 @@
 //! - `lanes`: updates of one chat in order, chats in parallel; an album's photos as one.
 //! - `outbox`: delivery in order per chat, retried until Telegram takes it; numbered options as
 //!   inline buttons; long texts split at Telegram's 4,096 limit.
+//! - `refusal`: which failed sends are for good (the buyer blocked the bot …), and their codes.
 //! - `throttle`: Telegram's rate limits (per chat, per group, overall), kept before each send.
 //! - `webhook`: the route Telegram posts updates to, and its secret token.
 //!
@@ -21,6 +22,7 @@
 
 pub mod lanes;
 pub mod outbox;
+pub mod refusal;
 pub mod throttle;
 pub mod update;
 pub mod webhook;

@@ -20,8 +20,9 @@ use std::time::Duration;
 use teloxide::payloads::SendMessageSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup};
-use teloxide::{ApiError, Bot, RequestError};
+use teloxide::{Bot, RequestError};
 
+use super::refusal::{refusal, Refusal};
 use super::throttle::{Limits, Throttle};
 use crate::conversation::ChatKey;
 use crate::service::Clock;
@@ -87,12 +88,11 @@ impl Outbox {
     /// Waits until Telegram's rate limits allow a message to `chat`, and counts it.
     pub async fn pace(&self, chat: ChatId) {
         loop {
-            let now = std::time::Instant::now();
-            let taken = self
-                .throttle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(chat, now);
+            let taken = {
+                let mut throttle = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+                // The moment is read under the lock, so the throttle never sees time go back.
+                throttle.take(chat, std::time::Instant::now())
+            };
             match taken {
                 Ok(()) => return,
                 Err(later) => tokio::time::sleep_until(later.into()).await,
@@ -251,36 +251,6 @@ impl Outbox {
     }
 }
 
-/// Why Telegram will never take a message for a chat: a code the console explains.
-type Refusal = &'static str;
-
-/// The refusal an error means, or `None` for a failure worth another try (network, 5xx …).
-fn refusal(error: &RequestError) -> Option<Refusal> {
-    match error {
-        RequestError::Api(api) => match api {
-            ApiError::BotBlocked => Some("blocked"),
-            ApiError::UserDeactivated | ApiError::GroupDeactivated => Some("deactivated"),
-            ApiError::ChatNotFound => Some("chat_not_found"),
-            ApiError::BotKicked
-            | ApiError::BotKickedFromSupergroup
-            | ApiError::BotKickedFromChannel => Some("kicked"),
-            ApiError::CantInitiateConversation | ApiError::CantTalkWithBots => Some("forbidden"),
-            // A 403 teloxide has no name for ("Forbidden: bot was kicked from the group chat").
-            ApiError::Unknown(text) if text.starts_with("Forbidden") => {
-                Some(if text.contains("kicked") {
-                    "kicked"
-                } else {
-                    "forbidden"
-                })
-            }
-            _ => None,
-        },
-        // The group became a supergroup: this chat id is gone, its members write from the new one.
-        RequestError::MigrateToChatId(_) => Some("migrated"),
-        _ => None,
-    }
-}
-
 /// One button per option, `1. 退货运费` …, each answering with its number.
 fn keyboard(choices: &[String]) -> Option<InlineKeyboardMarkup> {
     (!choices.is_empty()).then(|| {
@@ -393,44 +363,6 @@ mod tests {
         let parts = split_text(&over, MAX_MESSAGE_UNITS);
         assert_eq!(parts.len(), 2);
         assert_eq!(parts.concat(), over);
-    }
-
-    #[test]
-    fn refusals_for_good_are_told_from_failures_worth_another_try() {
-        #[track_caller]
-        fn check(error: RequestError, expect: Option<Refusal>) {
-            assert_eq!(refusal(&error), expect, "{error:?}");
-        }
-        check(RequestError::Api(ApiError::BotBlocked), Some("blocked"));
-        check(
-            RequestError::Api(ApiError::UserDeactivated),
-            Some("deactivated"),
-        );
-        check(
-            RequestError::Api(ApiError::ChatNotFound),
-            Some("chat_not_found"),
-        );
-        check(
-            RequestError::Api(ApiError::Unknown(
-                "Forbidden: bot was kicked from the group chat".into(),
-            )),
-            Some("kicked"),
-        );
-        check(
-            RequestError::Api(ApiError::Unknown(
-                "Forbidden: bot is not a member of the supergroup chat".into(),
-            )),
-            Some("forbidden"),
-        );
-        check(
-            RequestError::MigrateToChatId(ChatId(-1_005)),
-            Some("migrated"),
-        );
-        check(
-            RequestError::Api(ApiError::Unknown("Bad Gateway".into())),
-            None,
-        );
-        check(RequestError::Api(ApiError::MessageTextIsEmpty), None);
     }
 
     #[test]
