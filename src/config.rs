@@ -80,6 +80,16 @@ pub struct TelegramSettings {
     /// How often the outbox looks for messages stored outside a turn (agent replies,
     /// reminders), in milliseconds.
     pub outbox_interval_ms: u64,
+    /// Least time between two messages to one chat, in milliseconds (Telegram: about one a
+    /// second).
+    pub chat_interval_ms: u64,
+    /// Most messages a minute to one group (Telegram: 20).
+    pub group_per_minute: u32,
+    /// Most messages a second to all chats together (Telegram: 30).
+    pub global_per_second: u32,
+    /// How long an album's photos wait for the next one before they are handled together,
+    /// in milliseconds (Telegram sends each photo of an album as a message of its own).
+    pub album_wait_ms: u64,
 }
 
 impl Default for TelegramSettings {
@@ -93,6 +103,10 @@ impl Default for TelegramSettings {
             retry_initial_ms: 1_000,
             retry_max_ms: 300_000,
             outbox_interval_ms: 1_000,
+            chat_interval_ms: 1_000,
+            group_per_minute: 20,
+            global_per_second: 30,
+            album_wait_ms: 1_000,
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::engine::{Considered, Context, Decision, Reply};
 use crate::handoff::{NewHandoff, Reason};
 use crate::hours::ServiceHours;
 use crate::knowledge::Action;
-use crate::normalize::{contains_phrase, detect_lang, Lang};
+use crate::normalize::{contains_phrase, reply_lang, Lang};
 use crate::{phrasing, reply};
 
 /// Longest chat id a channel may use.
@@ -231,12 +231,7 @@ impl<'a> Turn<'a> {
         inbound: &'a Inbound,
     ) -> Turn<'a> {
         let normalized = bot.engine.normalizer().normalize(&inbound.text);
-        let has_words = inbound.text.chars().any(|c| c.is_alphabetic());
-        let lang = if has_words {
-            detect_lang(&inbound.text)
-        } else {
-            conversation.memory.lang
-        };
+        let lang = reply_lang(&inbound.text, conversation.memory.lang);
         let mut next = conversation.clone();
         next.memory.lang = lang;
         Turn {

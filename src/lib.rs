@@ -28,7 +28,8 @@
 //!   agents' API and web page under `/api/agent` and `/console`).
 //!   `telegram` (teloxide: long polling or a webhook route; our own per-chat lanes instead of teloxide's
 //!   `Dispatcher`, so an update is acknowledged only once its turn is stored; an outbox that
-//!   delivers what the store holds undelivered, in order per chat, with retries).
+//!   delivers what the store holds undelivered, in order per chat, with retries, within
+//!   Telegram's rate limits).
 //! - `config`     — settings; the only module that reads the environment.
 //!
 //! # Invariants
@@ -41,7 +42,9 @@
 //!   shell, `storage` holds every SQL string behind the `Store` trait.
 //! - One turn (buyer message, replies, state, case, handoff) is stored in one transaction.
 //! - A push channel sends only what is stored: an outbound message stays undelivered in the
-//!   store (`delivered_ms` empty) until the channel has handed it over, so none is lost.
+//!   store (`delivered_ms` empty) until the channel has handed it over, so none is lost. One
+//!   the channel refuses for good (the buyer blocked the bot) stays too, marked
+//!   `undeliverable` with the reason, and is not tried again.
 //! - Index and queries share one normaliser and one analyzer.
 
 pub mod analyze;

@@ -65,6 +65,16 @@ pub fn detect_lang(text: &str) -> Lang {
     }
 }
 
+/// The language to answer a message in: its own when it has words, else the one the
+/// conversation remembers (for "2", a photo, a button).
+pub fn reply_lang(text: &str, remembered: Lang) -> Lang {
+    if text.chars().any(|c| c.is_alphabetic()) {
+        detect_lang(text)
+    } else {
+        remembered
+    }
+}
+
 /// True for the CJK ideographs the matcher treats character by character.
 pub fn is_cjk(c: char) -> bool {
     matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F)
@@ -297,5 +307,8 @@ mod tests {
         assert_eq!(detect_lang("can I get an invoice"), Lang::En);
         assert_eq!(detect_lang("能开发票吗 invoice"), Lang::Zh);
         assert_eq!(detect_lang("T恤红色M码"), Lang::Zh);
+        assert_eq!(reply_lang("can I get an invoice", Lang::Zh), Lang::En);
+        assert_eq!(reply_lang("2", Lang::En), Lang::En);
+        assert_eq!(reply_lang("", Lang::Zh), Lang::Zh);
     }
 }

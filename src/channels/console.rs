@@ -187,6 +187,7 @@ async fn detail(
                 "from": m.from, "text": m.text, "at": rfc3339(m.at_ms), "action": m.act,
                 "topic": m.topic, "confidence": m.confidence, "agent": m.agent,
                 "attachments": m.attachments, "knowledge_version": m.knowledge_version,
+                "undeliverable": m.undeliverable,
             })
         })
         .collect();

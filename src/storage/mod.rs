@@ -76,6 +76,9 @@ pub struct StoredMessage {
     /// When the message reached its recipient: a buyer's message when it reached us, a reply
     /// when its channel handed it over. `None` while an outbound message waits in the outbox.
     pub delivered_ms: Option<i64>,
+    /// Why the channel refused the message for good (`blocked`: the buyer blocked the bot …):
+    /// it is kept but never tried again.
+    pub undeliverable: Option<String>,
 }
 
 /// A handoff in the queue or done with.
@@ -301,4 +304,7 @@ pub trait Store: Send + Sync {
     fn undelivered(&self, chat: &ChatKey) -> StoreResult<Vec<StoredMessage>>;
     /// Records that a message reached the buyer.
     fn mark_delivered(&self, message: i64, at_ms: i64) -> StoreResult<()>;
+    /// Records that the channel refused an undelivered message for good, and why; it leaves
+    /// the outbox but stays in the chat's messages.
+    fn mark_undeliverable(&self, message: i64, reason: &str) -> StoreResult<()>;
 }

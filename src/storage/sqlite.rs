@@ -125,6 +125,14 @@ const MIGRATIONS: &[M<'static>] = &[
     CREATE UNIQUE INDEX messages_by_source ON messages (channel, chat_id, source_id)
         WHERE source_id IS NOT NULL;",
     ),
+    // Messages a channel refused for good (the buyer blocked the bot): kept, with the reason,
+    // and out of the outbox.
+    M::up(
+        "ALTER TABLE messages ADD COLUMN undeliverable TEXT;
+    DROP INDEX messages_outbox;
+    CREATE INDEX messages_outbox ON messages (channel, chat_id, id)
+        WHERE delivered_ms IS NULL AND undeliverable IS NULL;",
+    ),
 ];
 
 const HANDOFF_COLUMNS: &str = "id, channel, chat_id, created_ms, reason, priority, state, agent, summary, candidates, collected, evidence, case_id, reminded_ms";
@@ -289,7 +297,7 @@ fn insert_message(tx: &Connection, row: &MessageRow) -> rusqlite::Result<i64> {
     Ok(tx.last_insert_rowid())
 }
 
-const MESSAGE_COLUMNS: &str = "id, channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments, agent, choices, delivered_ms";
+const MESSAGE_COLUMNS: &str = "id, channel, chat_id, sender, text, at_ms, act, topic, confidence, knowledge_version, attachments, agent, choices, delivered_ms, undeliverable";
 
 fn message_of(row: &Row) -> rusqlite::Result<StoredMessage> {
     let sender: String = row.get(3)?;
@@ -307,6 +315,7 @@ fn message_of(row: &Row) -> rusqlite::Result<StoredMessage> {
         agent: row.get(11)?,
         choices: from_json(row.get(12)?),
         delivered_ms: row.get(13)?,
+        undeliverable: row.get(14)?,
     })
 }
 
@@ -907,7 +916,9 @@ impl Store for SqliteStore {
         let mut statement = connection
             .prepare_cached(
                 "SELECT DISTINCT channel, chat_id FROM messages
-                 WHERE channel = ?1 AND delivered_ms IS NULL AND sender <> 'buyer' ORDER BY chat_id",
+                 WHERE channel = ?1 AND delivered_ms IS NULL AND undeliverable IS NULL
+                   AND sender <> 'buyer'
+                 ORDER BY chat_id",
             )
             .map_err(sql)?;
         let rows = statement
@@ -937,7 +948,9 @@ impl Store for SqliteStore {
         let mut statement = connection
             .prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages
-                 WHERE channel = ?1 AND chat_id = ?2 AND delivered_ms IS NULL AND sender <> 'buyer' ORDER BY id"
+                 WHERE channel = ?1 AND chat_id = ?2 AND delivered_ms IS NULL AND undeliverable IS NULL
+                   AND sender <> 'buyer'
+                 ORDER BY id"
             ))
             .map_err(sql)?;
         let rows = statement
@@ -951,6 +964,16 @@ impl Store for SqliteStore {
             .execute(
                 "UPDATE messages SET delivered_ms = ?2 WHERE id = ?1 AND delivered_ms IS NULL",
                 params![message, at_ms],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    fn mark_undeliverable(&self, message: i64, reason: &str) -> StoreResult<()> {
+        self.lock()
+            .execute(
+                "UPDATE messages SET undeliverable = ?2 WHERE id = ?1 AND delivered_ms IS NULL",
+                params![message, reason],
             )
             .map_err(sql)?;
         Ok(())
@@ -1006,6 +1029,31 @@ mod tests {
         assert_eq!(pending, [second]);
         let delivered = store.messages(&a, 0).unwrap();
         assert_eq!(delivered[1].delivered_ms, Some(5));
+    }
+
+    #[test]
+    fn an_undeliverable_message_is_kept_with_its_reason_and_leaves_the_outbox() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let (a, b) = (chat("1"), chat("2"));
+        let refused = post(&store, &a, Sender::Bot, None);
+        let other = post(&store, &b, Sender::Bot, None);
+        store.mark_undeliverable(refused, "blocked").unwrap();
+        assert_eq!(
+            store.pending_chats("telegram").unwrap(),
+            std::slice::from_ref(&b)
+        );
+        assert!(store.undelivered(&a).unwrap().is_empty());
+        assert_eq!(store.undelivered(&b).unwrap()[0].id, other);
+        let kept = &store.messages(&a, 0).unwrap()[0];
+        assert_eq!(kept.undeliverable.as_deref(), Some("blocked"));
+        assert_eq!(kept.delivered_ms, None);
+        // A later message to the same chat is tried again.
+        let later = post(&store, &a, Sender::Bot, None);
+        assert_eq!(store.undelivered(&a).unwrap()[0].id, later);
+        // A delivered message is never marked.
+        store.mark_delivered(other, 5).unwrap();
+        store.mark_undeliverable(other, "blocked").unwrap();
+        assert_eq!(store.messages(&b, 0).unwrap()[0].undeliverable, None);
     }
 
     #[test]

@@ -262,9 +262,30 @@ async fn take_a_handoff(bot: Arc<TestBot>, page: Client, base: String) {
     wait_for_text(&page, "#queue", "1分35秒").await;
     save_screenshot(&page, "console-queue.png").await;
 
-    // The complaint is bob's: claiming it shows the refusal.
+    // The complaint is bob's: claiming it shows the refusal. A message the buyer's channel
+    // refused for good shows as not delivered, and why.
+    let complainer = TestBot::chat("web-7c1f");
+    let refused = bot
+        .store()
+        .post_message(&xiaoer::storage::NewMessage {
+            chat: &complainer,
+            from: xiaoer::storage::Sender::Agent,
+            text: "您好，请问还在吗？",
+            at_ms: xiaoer::service::Clock::now_ms(&*bot.clock),
+            source_id: None,
+            agent: Some("bob"),
+            knowledge_version: None,
+        })
+        .unwrap();
+    bot.store().mark_undeliverable(refused, "blocked").unwrap();
     click_ticket(&page, "web-7c1f").await;
     wait_for_text(&page, "#transcript", "我要投诉你们").await;
+    wait_for_text(
+        &page,
+        "#transcript .undelivered",
+        "未送达：买家已屏蔽机器人",
+    )
+    .await;
     click(&page, "claim").await;
     let refusal = wait_for_text(&page, "#action-error", "already held by bob").await;
     assert!(refusal.contains("无法认领"), "{refusal}");

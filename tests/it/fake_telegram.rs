@@ -1,14 +1,15 @@
 //! A fake Telegram Bot API on 127.0.0.1 (a port the OS picks), for the bot under test: getUpdates
 //! hands out the updates a test scripts, with long polling and Telegram's offsets (an update is
 //! gone once a later poll acknowledges it); sendMessage and the other calls are recorded; the
-//! next sendMessage calls can be made to fail (429 with `retry_after`, 5xx).
+//! next sendMessage calls can be made to fail (429 with `retry_after`, 5xx), and a chat can
+//! refuse the bot (403, as when the buyer blocked it).
 //!
 //! Our own small axum server rather than teremock: teremock drives a teloxide `Dispatcher` of
 //! its own, while this bot polls and acknowledges updates itself and must meet 429s and 5xx.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -42,6 +43,8 @@ pub struct Sent {
     pub text: String,
     /// Inline buttons: (label, callback data), one per row.
     pub buttons: Vec<(String, String)>,
+    /// When the fake received it.
+    pub at: Instant,
 }
 
 #[derive(Default)]
@@ -58,6 +61,9 @@ struct Fake {
     failures: VecDeque<Failure>,
     /// sendMessage calls answered, failed ones included.
     send_attempts: usize,
+    /// Chats that refuse the bot (403 with this description), and how often they did.
+    refusing: HashMap<i64, &'static str>,
+    refused: HashMap<i64, usize>,
 }
 
 #[derive(Clone)]
@@ -127,6 +133,22 @@ impl FakeTelegram {
     /// The next sendMessage calls fail, in this order.
     pub fn fail_next_sends(&self, failures: &[Failure]) {
         self.fake().failures.extend(failures.iter().copied());
+    }
+
+    /// Every sendMessage to `chat` is refused with 403 and this description (`Forbidden: bot
+    /// was blocked by the user` …) until `accept`.
+    pub fn refuse(&self, chat: i64, description: &'static str) {
+        self.fake().refusing.insert(chat, description);
+    }
+
+    /// The chat takes messages again (the buyer unblocked the bot).
+    pub fn accept(&self, chat: i64) {
+        self.fake().refusing.remove(&chat);
+    }
+
+    /// How many sendMessage calls to `chat` were refused.
+    pub fn refused(&self, chat: i64) -> usize {
+        self.fake().refused.get(&chat).copied().unwrap_or(0)
     }
 
     pub fn send_attempts(&self) -> usize {
@@ -300,9 +322,20 @@ async fn get_updates(fake: &FakeTelegram, params: &Value) -> Response {
 }
 
 fn send_message(fake: &FakeTelegram, params: &Value) -> Response {
+    let at = Instant::now();
     let chat = params["chat_id"].as_i64().expect("chat_id is a number");
     let mut state = fake.fake();
     state.send_attempts += 1;
+    if let Some(&description) = state.refusing.get(&chat) {
+        *state.refused.entry(chat).or_default() += 1;
+        drop(state);
+        fake.changed.notify_waiters();
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"ok": false, "error_code": 403, "description": description})),
+        )
+            .into_response();
+    }
     if let Some(failure) = state.failures.pop_front() {
         drop(state);
         fake.changed.notify_waiters();
@@ -345,6 +378,7 @@ fn send_message(fake: &FakeTelegram, params: &Value) -> Response {
         message_id,
         text: text.clone(),
         buttons,
+        at,
     });
     drop(state);
     fake.changed.notify_waiters();

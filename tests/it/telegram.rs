@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use tower::ServiceExt;
 use xiaoer::channels::telegram::{Telegram, SECRET_HEADER};
 use xiaoer::config::{Secret, Settings, TelegramSettings};
 use xiaoer::conversation::ChatKey;
@@ -33,6 +34,10 @@ fn settings(fake: &FakeTelegram, adjust: impl FnOnce(&mut Settings)) -> Settings
             retry_initial_ms: 50,
             retry_max_ms: 400,
             outbox_interval_ms: 50,
+            // Telegram's one a second per chat would make every test slow; one test keeps a
+            // longer spacing and measures it.
+            chat_interval_ms: 20,
+            album_wait_ms: 500,
             ..TelegramSettings::default()
         },
         ..Settings::default()
@@ -353,17 +358,7 @@ async fn a_handoff_and_an_agents_reply_reach_the_chat() {
         .unwrap()
         .unwrap();
     let agent_reply = "您好，我是客服小李，已经看到您的留言了，请问有什么可以帮您？";
-    shop.store()
-        .post_message(&NewMessage {
-            chat: &buyer.key(),
-            from: Sender::Agent,
-            text: agent_reply,
-            at_ms: shop.clock.now_ms(),
-            source_id: None,
-            agent: Some("小李"),
-            knowledge_version: None,
-        })
-        .unwrap();
+    post_agent_reply(&shop, &buyer.key(), agent_reply);
     shop.fake
         .wait_until(PATIENCE, "the agent's reply", |fake| {
             fake.sent_to(buyer.chat)
@@ -421,23 +416,118 @@ async fn messages_of_a_chat_arrive_in_order_while_another_chat_is_answered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_message_is_split_at_telegrams_limit() {
+async fn a_burst_of_replies_to_one_chat_is_spaced_out() {
+    const SPACING: Duration = Duration::from_millis(400);
+    let shop = Shop::open(|s| s.telegram.chat_interval_ms = SPACING.as_millis() as u64).await;
+    let buyer = shop.buyer(4216);
+    let mut last = 0;
+    for question in ["能开发票吗", "包邮吗", "/start"] {
+        last = shop.fake.push(buyer.message(json!({ "text": question })));
+    }
+    shop.settle(buyer.chat, last).await;
+    let received = shop.fake.sent_to(buyer.chat);
+    assert_eq!(received.len(), 3, "{received:?}");
+    for pair in received.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        // The bot measures before it sends and the fake on arrival: allow for the difference
+        // in the two requests' trips over loopback.
+        assert!(
+            gap >= SPACING - Duration::from_millis(100),
+            "{gap:?} between two messages to one chat"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_who_blocked_the_bot_is_tried_once_per_message_and_the_agent_sees_why() {
     let shop = Shop::open(|_| {}).await;
-    let buyer = shop.buyer(4210);
-    let line = "您好，这是同事为您整理的详细说明。".repeat(10);
-    let long = vec![line; 30].join("\n");
-    assert!(long.chars().count() > 4096);
+    let (blocked, other) = (shop.buyer(4217), shop.buyer(4218));
+    shop.fake
+        .refuse(blocked.chat, "Forbidden: bot was blocked by the user");
+    let refused = blocked.says("/human").await;
+    assert!(refused.is_empty(), "{refused:?}");
+    // Other chats are served as ever.
+    let answered = other.says("能开发票吗").await;
+    assert_eq!(texts(&answered), [answer(&shop, "invoice")]);
+    // Many retry waits later (50 ms, doubling) it was still tried once.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(shop.fake.refused(blocked.chat), 1);
+    let stored = shop.store().messages(&blocked.key(), 0).unwrap();
+    let reply = stored.iter().find(|m| m.from == Sender::Bot).unwrap();
+    assert_eq!(reply.text, answer(&shop, "human"));
+    assert_eq!(reply.undeliverable.as_deref(), Some("blocked"));
+    assert_eq!(reply.delivered_ms, None);
+
+    // The agent opening the handoff sees that the buyer can't be reached, and why.
+    let console = xiaoer::channels::http::router(shop.service.clone());
+    let token = xiaoer::auth::new_token().unwrap();
+    let hash = xiaoer::auth::token_hash(&token);
+    assert!(shop.store().add_agent("小李", "agent", &hash, 0).unwrap());
+    let handoff = shop
+        .store()
+        .open_handoffs()
+        .unwrap()
+        .into_iter()
+        .find(|h| h.chat == blocked.key())
+        .expect("a handoff in the queue");
+    let request = axum::http::Request::builder()
+        .uri(format!("/api/agent/handoffs/{}", handoff.id))
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let detail = json_body(console.oneshot(request).await.unwrap()).await;
+    let transcript = detail["transcript"].as_array().unwrap();
+    let bot_line = transcript.iter().find(|m| m["from"] == "bot").unwrap();
+    assert_eq!(bot_line["undeliverable"], "blocked");
+    assert_eq!(transcript[0]["undeliverable"], Value::Null);
+
+    // A later message is tried once too.
+    post_agent_reply(&shop, &blocked.key(), "您好，我是客服小李。");
+    shop.fake
+        .wait_until(PATIENCE, "the second refusal", |fake| {
+            fake.refused(blocked.chat) == 2
+        })
+        .await;
+    shop.delivered(blocked.chat).await;
+
+    // The buyer unblocks the bot and writes again: the answer arrives.
+    shop.fake.accept(blocked.chat);
+    let again = blocked.says("能开发票吗").await;
+    assert!(!again.is_empty());
+    assert_eq!(shop.fake.refused(blocked.chat), 2);
+}
+
+/// The JSON of a response.
+async fn json_body(response: axum::response::Response) -> Value {
+    use http_body_util::BodyExt;
+    assert_eq!(response.status(), 200);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// An agent's message to the chat, stored as the console stores it.
+fn post_agent_reply(shop: &Shop, chat: &ChatKey, text: &str) {
     shop.store()
         .post_message(&NewMessage {
-            chat: &buyer.key(),
+            chat,
             from: Sender::Agent,
-            text: &long,
+            text,
             at_ms: shop.clock.now_ms(),
             source_id: None,
             agent: Some("小李"),
             knowledge_version: None,
         })
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_message_is_split_at_telegrams_limit() {
+    let shop = Shop::open(|_| {}).await;
+    let buyer = shop.buyer(4210);
+    let line = "您好，这是同事为您整理的详细说明。".repeat(10);
+    let long = vec![line; 30].join("\n");
+    assert!(long.chars().count() > 4096);
+    post_agent_reply(&shop, &buyer.key(), &long);
     shop.fake
         .wait_until(PATIENCE, "both parts", |fake| {
             fake.sent_to(buyer.chat).len() == 2
@@ -472,6 +562,39 @@ async fn a_photo_outside_a_flow_and_a_sticker_get_polite_answers() {
         }})))
         .await;
     assert_eq!(texts(&voice), [template(&shop, "message_kind_unsupported")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_store_could_not_keep_is_asked_again_in_the_buyers_language() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open_dir(data.path()).unwrap());
+    let shop = Shop::open_on(FakeTelegram::start().await, store, |_| {}).await;
+    let buyer = shop.buyer(4222);
+    let answered = buyer.says("can I get an invoice?").await;
+    assert!(!answered.is_empty());
+    // The disk fills up: nothing more can be stored, what is stored can still be read.
+    rusqlite::Connection::open(data.path().join("xiaoer.sqlite3"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER disk_full BEFORE INSERT ON messages
+             BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+        )
+        .unwrap();
+    let try_again = |lang| {
+        reply::template(
+            shop.knowledge().engine.knowledge_base(),
+            "try_again",
+            lang,
+            &[],
+        )
+    };
+    // A photo has no words: the language the conversation remembers.
+    let photo = buyer.sends_photo("lost-photo").await;
+    assert_eq!(texts(&photo), [try_again(Lang::En)]);
+    let chinese = buyer.says("能开发票吗").await;
+    assert_eq!(texts(&chinese), [try_again(Lang::Zh)]);
+    let english = buyer.says("hello?").await;
+    assert_eq!(texts(&english), [try_again(Lang::En)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,27 +681,139 @@ async fn a_restart_in_the_middle_of_a_flow_resumes_at_the_same_step() {
     assert_eq!(case.evidence.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_webhook_takes_only_updates_carrying_the_secret() {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let fake = FakeTelegram::start().await;
+const WEBHOOK_SECRET: &str = "s3cret-token_1";
+
+/// A bot in webhook mode, registered at the fake: its route and its service.
+async fn webhook_shop(fake: &FakeTelegram) -> (axum::Router, Arc<Service>) {
     let store = Arc::new(SqliteStore::open_in_memory().unwrap());
-    let settings = settings(&fake, |s| {
+    let settings = settings(fake, |s| {
         s.telegram.webhook_url = Some("https://shop.example/telegram/webhook".into());
-        s.telegram.webhook_secret = Secret::parse("s3cret-token_1");
+        s.telegram.webhook_secret = Secret::parse(WEBHOOK_SECRET);
     });
     let (service, _clock) = service(store, &settings);
     let telegram = Telegram::connect(service.clone(), &settings.telegram)
         .await
         .unwrap();
-    let router = telegram.start_webhook().await.unwrap();
+    (telegram.start_webhook().await.unwrap(), service)
+}
+
+/// Posts an update to the webhook as Telegram does; returns the status once answered.
+async fn post_to_webhook(router: &axum::Router, update: &Value) -> u16 {
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/telegram/webhook")
+        .header("content-type", "application/json")
+        .header(SECRET_HEADER, WEBHOOK_SECRET)
+        .body(axum::body::Body::from(update.to_string()))
+        .unwrap();
+    router
+        .clone()
+        .oneshot(request)
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The fields of a photo sent in an album.
+fn album_photo(file_id: &str, album: &str) -> Value {
+    let mut fields = photo(file_id);
+    fields["media_group_id"] = json!(album);
+    fields
+}
+
+/// What the chat stored from its buyer: (text, attachment ids), oldest first.
+fn buyer_messages(store: &Arc<dyn Store>, chat: i64) -> Vec<(String, Vec<String>)> {
+    let key = ChatKey::parse("telegram", &chat.to_string()).unwrap();
+    store
+        .messages(&key, 0)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.from == Sender::Buyer)
+        .map(|m| (m.text, m.attachments.into_iter().map(|a| a.id).collect()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_album_is_one_answer_by_polling_even_over_two_polls() {
+    let shop = Shop::open(|_| {}).await;
+    let buyer = shop.buyer(4220);
+    buyer.says("收到的杯子碎了").await;
+    buyer.says(ORDER).await;
+    let mut damage = album_photo("damage", "album-1");
+    damage["caption"] = json!("破损和外包装");
+    shop.fake.push(buyer.message(damage));
+    // The second photo comes a moment later: most likely in the next poll.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    shop.fake
+        .push(buyer.message(album_photo("packaging", "album-1")));
+    let answered = buyer.says("1").await;
+    assert_eq!(
+        texts(&answered[..1]),
+        [prompt(&shop, "damaged_item", "remedy")]
+    );
+    assert_eq!(
+        buyer_messages(shop.store(), buyer.chat)[2..],
+        [
+            (
+                "破损和外包装".to_string(),
+                vec!["damage".to_string(), "packaging".to_string()]
+            ),
+            ("1".to_string(), vec![]),
+        ]
+    );
+    let cases = shop.store().cases().unwrap();
+    let case = cases.iter().find(|c| c.chat == buyer.key()).unwrap();
+    assert_eq!(case.evidence.len(), 2, "{case:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_album_sent_to_the_webhook_is_one_answer() {
+    let fake = FakeTelegram::start().await;
+    let (router, service) = webhook_shop(&fake).await;
+    const CHAT: i64 = 4219;
+    let updates = [
+        json!({"text": "收到的杯子碎了"}),
+        json!({ "text": ORDER }),
+        album_photo("damage", "album-2"),
+        album_photo("packaging", "album-2"),
+        json!({"text": "1"}),
+    ];
+    for (n, fields) in updates.into_iter().enumerate() {
+        let mut update = message_update(&fake, CHAT, fields);
+        update["update_id"] = json!(n + 1);
+        assert_eq!(post_to_webhook(&router, &update).await, 200);
+    }
+    // The last message was answered once stored, after the album's turn: the photos were
+    // one answer, and the remedy then picked.
+    assert_eq!(
+        buyer_messages(service.store(), CHAT)[2..],
+        [
+            (
+                String::new(),
+                vec!["damage".to_string(), "packaging".to_string()]
+            ),
+            ("1".to_string(), vec![]),
+        ]
+    );
+    let cases = service.store().cases().unwrap();
+    let key = ChatKey::parse("telegram", &CHAT.to_string()).unwrap();
+    let case = cases.iter().find(|c| c.chat == key).expect("a case");
+    assert_eq!(case.remedy.as_deref(), Some("compensation"));
+    assert_eq!(case.evidence.len(), 2, "{case:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_takes_only_updates_carrying_the_secret() {
+    use http_body_util::BodyExt;
+    let fake = FakeTelegram::start().await;
+    let (router, service) = webhook_shop(&fake).await;
     let registered = fake.calls("setWebhook");
     assert_eq!(
         registered[0]["url"],
         json!("https://shop.example/telegram/webhook")
     );
-    assert_eq!(registered[0]["secret_token"], json!("s3cret-token_1"));
+    assert_eq!(registered[0]["secret_token"], json!(WEBHOOK_SECRET));
 
     let update = json!({
         "update_id": 1,
@@ -608,13 +843,13 @@ async fn the_webhook_takes_only_updates_carrying_the_secret() {
 
     let response = router
         .clone()
-        .oneshot(post(Some("s3cret-token_1")))
+        .oneshot(post(Some(WEBHOOK_SECRET)))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     let _ = response.into_body().collect().await;
     // Telegram retries an update it got no 200 for: the second delivery is answered once.
-    let again = router.oneshot(post(Some("s3cret-token_1"))).await.unwrap();
+    let again = router.oneshot(post(Some(WEBHOOK_SECRET))).await.unwrap();
     assert_eq!(again.status(), 200);
     fake.wait_until(PATIENCE, "the answer", |fake| {
         !fake.sent_to(4214).is_empty()

@@ -1,13 +1,23 @@
 //! Updates of one chat in arrival order, chats in parallel: one queue and one worker task per
 //! chat with updates in flight; the worker ends when its queue is empty.
+//!
+//! Albums: Telegram sends each photo of an album as a message of its own, right one after the
+//! other. A queued album message takes in the photos of its album that follow (`Incoming::join`)
+//! and is handled once none came for `album_wait`, so an album is one turn whether it came in
+//! one poll, over several polls, or as one webhook request per photo. Telegram sends the next
+//! update only once the last is acknowledged, so an album's photo is acknowledged when queued,
+//! not when stored: a crash before its album is handled loses it (the buyer gets no answer
+//! and sends it again). Every other update is acknowledged once handled.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use teloxide::types::ChatId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::update::Incoming;
 
@@ -16,80 +26,128 @@ pub type Handler = Arc<dyn Fn(Incoming) -> Pin<Box<dyn Future<Output = ()> + Sen
 
 struct Job {
     incoming: Incoming,
-    done: oneshot::Sender<()>,
+    /// What fires once it has been handled (none for an album, acknowledged when queued).
+    done: Vec<oneshot::Sender<()>>,
+    /// When its last update came.
+    last: Instant,
 }
 
 pub struct Lanes {
     handler: Handler,
-    /// The queue of each chat with a worker. Jobs are queued and workers retire under this
-    /// lock, so no job is left in a queue without a worker.
-    queues: Mutex<HashMap<ChatId, mpsc::UnboundedSender<Job>>>,
+    /// How long an album waits for its next photo.
+    album_wait: Duration,
+    /// The waiting jobs of each chat with a worker; a chat is here exactly while its worker
+    /// runs. Jobs are queued and workers retire under this lock, so no job is left without one.
+    queues: Mutex<HashMap<ChatId, VecDeque<Job>>>,
 }
 
 impl Lanes {
-    pub fn new(handler: Handler) -> Arc<Lanes> {
+    pub fn new(handler: Handler, album_wait: Duration) -> Arc<Lanes> {
         Arc::new(Lanes {
             handler,
+            album_wait,
             queues: Mutex::new(HashMap::new()),
         })
     }
 
-    fn queues(&self) -> MutexGuard<'_, HashMap<ChatId, mpsc::UnboundedSender<Job>>> {
+    fn queues(&self) -> MutexGuard<'_, HashMap<ChatId, VecDeque<Job>>> {
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues an update behind the earlier ones of its chat. The receiver fires once it has
-    /// been handled (or its handler failed).
+    /// Queues an update behind the earlier ones of its chat, or joins it to the album waiting
+    /// last in the queue. The receiver fires once it has been handled (or its handler failed),
+    /// or at once for an album's photo, so that the next one can come.
     pub fn push(self: &Arc<Self>, incoming: Incoming) -> oneshot::Receiver<()> {
         let (done, handled) = oneshot::channel();
-        let chat = incoming.chat;
-        let mut queues = self.queues();
-        let job = Job { incoming, done };
-        let job = match queues.get(&chat) {
-            Some(queue) => match queue.send(job) {
-                Ok(()) => return handled,
-                // The worker is gone (its handler panicked): start another.
-                Err(mpsc::error::SendError(job)) => job,
-            },
-            None => job,
+        let done = if incoming.open_album() {
+            let _ = done.send(());
+            None
+        } else {
+            Some(done)
         };
-        let (queue, jobs) = mpsc::unbounded_channel();
-        // The receiver is alive: it is right here.
-        let _ = queue.send(job);
-        queues.insert(chat, queue);
+        let chat = incoming.chat;
+        let now = Instant::now();
+        let mut queues = self.queues();
+        let new_lane = !queues.contains_key(&chat);
+        let queue = queues.entry(chat).or_default();
+        let incoming = match queue.back_mut() {
+            Some(last) => match last.incoming.join(incoming) {
+                Ok(()) => {
+                    last.done.extend(done);
+                    last.last = now;
+                    return handled;
+                }
+                Err(incoming) => incoming,
+            },
+            None => incoming,
+        };
+        queue.push_back(Job {
+            incoming,
+            done: done.into_iter().collect(),
+            last: now,
+        });
         drop(queues);
-        tokio::spawn(self.clone().work(chat, jobs));
+        if new_lane {
+            tokio::spawn(self.clone().work(chat));
+        }
         handled
     }
 
-    async fn work(self: Arc<Self>, chat: ChatId, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    async fn work(self: Arc<Self>, chat: ChatId) {
         loop {
-            let job = {
-                let mut queues = self.queues();
-                match jobs.try_recv() {
-                    Ok(job) => job,
-                    Err(_) => {
-                        queues.remove(&chat);
-                        return;
-                    }
+            let job = match self.next(chat) {
+                Next::Job(job) => job,
+                Next::Wait(until) => {
+                    tokio::time::sleep_until(until).await;
+                    continue;
                 }
+                Next::Retired => return,
             };
             // Its own task, so a panic in one update neither kills the lane nor the rest.
             let handling = tokio::spawn((self.handler)(job.incoming));
             if let Err(error) = handling.await {
                 tracing::error!(chat = chat.0, %error, "handling a Telegram update panicked");
             }
-            let _ = job.done.send(());
+            for done in job.done {
+                let _ = done.send(());
+            }
         }
     }
+
+    /// The chat's next job; the worker retires (under the lock) when there is none.
+    fn next(&self, chat: ChatId) -> Next {
+        let mut queues = self.queues();
+        let Some(queue) = queues.get_mut(&chat) else {
+            return Next::Retired;
+        };
+        let Some(job) = queue.pop_front() else {
+            queues.remove(&chat);
+            return Next::Retired;
+        };
+        // An album alone in the queue may still grow.
+        if queue.is_empty() && job.incoming.open_album() {
+            let ready = job.last + self.album_wait;
+            if ready > Instant::now() {
+                queue.push_front(job);
+                return Next::Wait(ready);
+            }
+        }
+        Next::Job(job)
+    }
+}
+
+enum Next {
+    Job(Job),
+    /// Until an album may be complete.
+    Wait(Instant),
+    Retired,
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::channels::telegram::update::Request;
+    use crate::dialog::Attachment;
 
     fn incoming(chat: i64, n: usize) -> Incoming {
         Incoming {
@@ -100,23 +158,75 @@ mod tests {
         }
     }
 
+    fn photo(n: usize, album: Option<&str>) -> Incoming {
+        Incoming {
+            album: album.map(String::from),
+            request: Request::Message {
+                text: String::new(),
+                attachments: vec![Attachment {
+                    kind: "photo".into(),
+                    id: format!("p{n}"),
+                }],
+            },
+            ..incoming(1, n)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_albums_photos_are_one_update_even_when_they_come_apart() {
+        let seen: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
+        let record = seen.clone();
+        let lanes = Lanes::new(
+            Arc::new(move |incoming: Incoming| {
+                let record = record.clone();
+                Box::pin(async move {
+                    let n_attachments = match &incoming.request {
+                        Request::Message { attachments, .. } => attachments.len(),
+                        _ => 0,
+                    };
+                    record
+                        .lock()
+                        .unwrap()
+                        .push((incoming.source_id, n_attachments));
+                })
+            }),
+            Duration::from_millis(500),
+        );
+        // An album's photo is acknowledged at once, for the next one to come.
+        lanes.push(photo(1, Some("a"))).await.unwrap();
+        lanes.push(photo(2, Some("a"))).await.unwrap();
+        assert!(seen.lock().unwrap().is_empty(), "the album waits for more");
+        // A photo a little later, as the next webhook request or poll brings it.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        lanes.push(photo(3, Some("a")));
+        lanes.push(photo(4, None));
+        lanes.push(photo(5, Some("b")));
+        lanes.push(incoming(1, 6)).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        let expected = [("m1", 3), ("m4", 1), ("m5", 1), ("m6", 0)];
+        assert_eq!(seen, expected.map(|(id, n)| (id.to_string(), n)));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_chat_in_order_chats_in_parallel() {
         let seen: Arc<Mutex<Vec<(i64, String)>>> = Arc::default();
         let record = seen.clone();
-        let lanes = Lanes::new(Arc::new(move |incoming: Incoming| {
-            let record = record.clone();
-            Box::pin(async move {
-                // The slow chat must hold up neither its own order nor the fast chat.
-                if incoming.chat.0 == 1 {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                record
-                    .lock()
-                    .unwrap()
-                    .push((incoming.chat.0, incoming.source_id));
-            })
-        }));
+        let lanes = Lanes::new(
+            Arc::new(move |incoming: Incoming| {
+                let record = record.clone();
+                Box::pin(async move {
+                    // The slow chat must hold up neither its own order nor the fast chat.
+                    if incoming.chat.0 == 1 {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    record
+                        .lock()
+                        .unwrap()
+                        .push((incoming.chat.0, incoming.source_id));
+                })
+            }),
+            Duration::ZERO,
+        );
         let mut handled = Vec::new();
         for n in 0..5 {
             handled.push(lanes.push(incoming(1, n)));

@@ -5,20 +5,25 @@
 //!
 //! - `update`: an update → what it asks (a message, `/start`, `/human`, a pressed button, a
 //!   message kind the bot can't read), or nothing; the group rule.
-//! - `lanes`: updates of one chat in order, chats in parallel.
+//! - `lanes`: updates of one chat in order, chats in parallel; an album's photos as one.
 //! - `outbox`: delivery in order per chat, retried until Telegram takes it; numbered options as
 //!   inline buttons; long texts split at Telegram's 4,096 limit.
+//! - `refusal`: which failed sends are for good (the buyer blocked the bot …), and their codes.
+//! - `throttle`: Telegram's rate limits (per chat, per group, overall), kept before each send.
 //! - `webhook`: the route Telegram posts updates to, and its secret token.
 //!
 //! Updates come by long polling (default) or, with `webhook_url` set, as POSTs to that URL's
 //! path on the `serve` HTTP server, each checked for the secret token. Either way an update
-//! is acknowledged to Telegram only after its turn is stored, and a message Telegram delivers
+//! is acknowledged to Telegram only after its turn is stored (an album's photo once queued,
+//! see `lanes`), and a message Telegram delivers
 //! twice (a restart before the acknowledgement, a webhook retry) is handled once: its
 //! Telegram id is stored with it. No teloxide `Dispatcher` or `Dialogue`: the conversation
 //! state is ours (`storage`), and this loop acknowledges updates only once they are stored.
 
 pub mod lanes;
 pub mod outbox;
+pub mod refusal;
+pub mod throttle;
 pub mod update;
 pub mod webhook;
 
@@ -35,19 +40,33 @@ use teloxide::{ApiError, Bot, RequestError};
 use crate::config::TelegramSettings;
 use crate::conversation::ChatKey;
 use crate::dialog::Attachment;
-use crate::normalize::Lang;
+use crate::normalize::{reply_lang, Lang};
 use crate::reply;
 use crate::service::Service;
 use crate::storage::StoreError;
 
 use lanes::Lanes;
 use outbox::{Backoff, Outbox, CHANNEL};
+use throttle::{Limits, Rate};
 use update::{Incoming, Me, Request};
 
 /// The updates the bot asks Telegram for.
 const ALLOWED_UPDATES: [AllowedUpdate; 2] = [AllowedUpdate::Message, AllowedUpdate::CallbackQuery];
 
 pub use webhook::SECRET_HEADER;
+
+/// The rate limits the settings ask for.
+fn limits(settings: &TelegramSettings) -> Limits {
+    let rate = |sends: u32, per: Duration| Rate {
+        sends: sends.max(1) as usize,
+        per,
+    };
+    Limits {
+        chat: rate(1, Duration::from_millis(settings.chat_interval_ms)),
+        group: rate(settings.group_per_minute, Duration::from_secs(60)),
+        global: rate(settings.global_per_second, Duration::from_secs(1)),
+    }
+}
 
 /// The running Telegram bot of one token.
 pub struct Telegram {
@@ -97,6 +116,7 @@ impl Telegram {
             service.clock().clone(),
             backoff,
             Duration::from_millis(settings.outbox_interval_ms.max(10)),
+            limits(settings),
         );
         tracing::info!(username = %me.username, "connected to Telegram");
         Ok(Arc::new(Telegram {
@@ -146,13 +166,11 @@ impl Telegram {
                     if let Some(next) = updates.iter().map(|u| u.id.as_offset()).max() {
                         offset = next;
                     }
-                    let incoming = update::merge_albums(
-                        updates
-                            .iter()
-                            .filter_map(|u| update::read(u, &self.me))
-                            .collect(),
-                    );
-                    let handled: Vec<_> = incoming.into_iter().map(|i| lanes.push(i)).collect();
+                    let handled: Vec<_> = updates
+                        .iter()
+                        .filter_map(|u| update::read(u, &self.me))
+                        .map(|incoming| lanes.push(incoming))
+                        .collect();
                     // The next poll acknowledges these updates: only once they are stored.
                     for done in handled {
                         let _ = done.await;
@@ -211,10 +229,13 @@ impl Telegram {
 
     fn lanes(self: &Arc<Self>) -> Arc<Lanes> {
         let telegram = self.clone();
-        Lanes::new(Arc::new(move |incoming| {
-            let telegram = telegram.clone();
-            Box::pin(async move { telegram.handle(incoming).await })
-        }))
+        Lanes::new(
+            Arc::new(move |incoming| {
+                let telegram = telegram.clone();
+                Box::pin(async move { telegram.handle(incoming).await })
+            }),
+            Duration::from_millis(self.settings.album_wait_ms),
+        )
     }
 
     /// One update, after every earlier one of its chat. An error is logged and the buyer is
@@ -224,6 +245,11 @@ impl Telegram {
         let chat = ChatKey::parse(CHANNEL, &chat_id.0.to_string())
             .expect("a chat id number is a valid chat key");
         let source_id = incoming.source_id;
+        // Kept to ask again in the buyer's language should the turn fail.
+        let words = match &incoming.request {
+            Request::Message { text, .. } => text.clone(),
+            _ => String::new(),
+        };
         let result = match incoming.request {
             Request::Welcome => self.template(&chat, "welcome", source_id).await,
             Request::Unsupported => {
@@ -254,7 +280,7 @@ impl Telegram {
             Ok(()) => self.outbox.wake(&chat),
             Err(error) => {
                 tracing::error!(%chat, error.cause_chain = ?error, "a Telegram update could not be handled");
-                self.ask_again(chat_id).await;
+                self.ask_again(chat_id, &chat, &words).await;
             }
         }
     }
@@ -323,12 +349,15 @@ impl Telegram {
     }
 
     /// The store failed, so nothing of the message was kept: the buyer is asked to send it
-    /// again, straight to Telegram (the outbox lives in that store).
-    async fn ask_again(&self, chat: ChatId) {
+    /// again, in the language of their `words` (or the one remembered), straight to Telegram
+    /// (the outbox lives in that store).
+    async fn ask_again(&self, chat_id: ChatId, chat: &ChatKey, words: &str) {
+        let lang = reply_lang(words, self.language(chat).await);
         let bot = self.service.bot();
-        let text = reply::template(bot.engine.knowledge_base(), "try_again", Lang::Zh, &[]);
-        if let Err(error) = self.bot.send_message(chat, text).await {
-            tracing::error!(chat = chat.0, %error, "could not ask the buyer to send again");
+        let text = reply::template(bot.engine.knowledge_base(), "try_again", lang, &[]);
+        self.outbox.pace(chat_id).await;
+        if let Err(error) = self.bot.send_message(chat_id, text).await {
+            tracing::error!(chat = chat_id.0, %error, "could not ask the buyer to send again");
         }
     }
 }

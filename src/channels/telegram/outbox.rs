@@ -1,12 +1,16 @@
 //! The Telegram outbox: every message the bot or an agent sends reaches its chat from here —
 //! a turn's replies, reminders, an agent's answer from the console. One delivery task per chat
 //! with mail, so a chat gets its messages in the order they were stored; chats in parallel.
+//! Every send first waits for Telegram's rate limits (`throttle`), so 429s stay rare.
 //!
 //! A message is marked delivered once Telegram has taken all its parts; until then it stays in
 //! the store and is tried again — after the `retry_after` Telegram asks for on a 429, after a
-//! doubling wait on network errors, 5xx and anything else — also after a restart. It is never
-//! dropped: a chat that can't be reached (the buyer blocked the bot) is tried at the longest
-//! wait and logged. A send whose answer was lost may reach the buyer twice; none is lost.
+//! doubling wait on network errors, 5xx and anything else — also after a restart. A refusal
+//! for good (the buyer blocked the bot, deactivated their account, the bot was kicked from the
+//! group) marks the message undeliverable with the reason instead: kept in the store for the
+//! agents, logged once, never tried again. Later messages to that chat are each tried once, so
+//! a buyer who unblocks the bot and writes again gets the answers. A send whose answer was
+//! lost may reach the buyer twice; none is lost.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +22,8 @@ use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup};
 use teloxide::{Bot, RequestError};
 
+use super::refusal::{refusal, Refusal};
+use super::throttle::{Limits, Throttle};
 use crate::conversation::ChatKey;
 use crate::service::Clock;
 use crate::storage::{Store, StoredMessage};
@@ -51,6 +57,8 @@ pub struct Outbox {
     interval: Duration,
     /// Chats with a delivery task, and whether mail came since it last looked.
     active: Mutex<HashMap<ChatKey, Arc<AtomicBool>>>,
+    /// Telegram's rate limits, shared by every chat's delivery.
+    throttle: Mutex<Throttle>,
 }
 
 impl Outbox {
@@ -60,6 +68,7 @@ impl Outbox {
         clock: Arc<dyn Clock>,
         backoff: Backoff,
         interval: Duration,
+        limits: Limits,
     ) -> Arc<Outbox> {
         Arc::new(Outbox {
             bot,
@@ -68,11 +77,27 @@ impl Outbox {
             backoff,
             interval,
             active: Mutex::new(HashMap::new()),
+            throttle: Mutex::new(Throttle::new(limits)),
         })
     }
 
     fn active(&self) -> MutexGuard<'_, HashMap<ChatKey, Arc<AtomicBool>>> {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until Telegram's rate limits allow a message to `chat`, and counts it.
+    pub async fn pace(&self, chat: ChatId) {
+        loop {
+            let taken = {
+                let mut throttle = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+                // The moment is read under the lock, so the throttle never sees time go back.
+                throttle.take(chat, std::time::Instant::now())
+            };
+            match taken {
+                Ok(()) => return,
+                Err(later) => tokio::time::sleep_until(later.into()).await,
+            }
+        }
     }
 
     /// The chat has new mail: its delivery task looks again, or starts.
@@ -135,38 +160,51 @@ impl Outbox {
         }
     }
 
-    /// Sends one stored message, part by part, until Telegram has taken all; then marks it.
+    /// Sends one stored message, part by part, until Telegram has taken all or refused it for
+    /// good; then marks it delivered or undeliverable.
     async fn deliver(&self, chat: &ChatKey, message: &StoredMessage) {
-        match chat.id().parse::<i64>() {
-            Ok(chat_id) => {
-                let parts = split_text(&message.text, MAX_MESSAGE_UNITS);
-                let n_parts = parts.len();
-                for (index, part) in parts.into_iter().enumerate() {
-                    // The buttons go with the question, at the end.
-                    let buttons = if index + 1 == n_parts {
-                        keyboard(&message.choices)
-                    } else {
-                        None
-                    };
-                    self.send_part(ChatId(chat_id), part, buttons).await;
-                }
-            }
-            Err(_) => {
-                tracing::error!(%chat, message = message.id, "outbox: a Telegram chat id must be a number; message set aside as delivered");
-            }
+        let sent = match chat.id().parse::<i64>() {
+            Ok(chat_id) => self.send_parts(ChatId(chat_id), message).await,
+            Err(_) => Err("not_a_chat_id"),
+        };
+        if let Err(reason) = sent {
+            // Once per message: it is never tried again.
+            tracing::warn!(%chat, message = message.id, reason, "Telegram refused a message for good; it is kept as undeliverable");
         }
-        self.mark_delivered(message.id).await;
+        self.record(message.id, sent.err()).await;
     }
 
-    async fn send_part(&self, chat_id: ChatId, text: &str, buttons: Option<InlineKeyboardMarkup>) {
+    async fn send_parts(&self, chat_id: ChatId, message: &StoredMessage) -> Result<(), Refusal> {
+        let parts = split_text(&message.text, MAX_MESSAGE_UNITS);
+        let n_parts = parts.len();
+        for (index, part) in parts.into_iter().enumerate() {
+            // The buttons go with the question, at the end.
+            let buttons = if index + 1 == n_parts {
+                keyboard(&message.choices)
+            } else {
+                None
+            };
+            self.send_part(chat_id, part, buttons).await?;
+        }
+        Ok(())
+    }
+
+    /// Tries until Telegram takes the part or refuses it for good.
+    async fn send_part(
+        &self,
+        chat_id: ChatId,
+        text: &str,
+        buttons: Option<InlineKeyboardMarkup>,
+    ) -> Result<(), Refusal> {
         let mut wait = self.backoff.initial;
         loop {
+            self.pace(chat_id).await;
             let mut request = self.bot.send_message(chat_id, text);
             if let Some(buttons) = &buttons {
                 request = request.reply_markup(buttons.clone());
             }
             match request.await {
-                Ok(_) => return,
+                Ok(_) => return Ok(()),
                 Err(RequestError::RetryAfter(seconds)) => {
                     tracing::warn!(
                         chat = chat_id.0,
@@ -176,6 +214,9 @@ impl Outbox {
                     tokio::time::sleep(seconds.duration()).await;
                 }
                 Err(error) => {
+                    if let Some(reason) = refusal(&error) {
+                        return Err(reason);
+                    }
                     tracing::warn!(chat = chat_id.0, error.cause_chain = ?error, wait_ms = wait.as_millis() as u64, "sending to Telegram failed; trying again");
                     tokio::time::sleep(wait).await;
                     wait = self.backoff.next(wait);
@@ -184,20 +225,24 @@ impl Outbox {
         }
     }
 
-    /// Marks a sent message delivered; a store that fails is asked again, so the message is
-    /// not sent twice.
-    async fn mark_delivered(&self, id: i64) {
+    /// Marks a message delivered, or undeliverable for `refused`; a store that fails is asked
+    /// again, so the message is not sent twice.
+    async fn record(&self, id: i64, refused: Option<Refusal>) {
         let mut wait = self.backoff.initial;
         loop {
             let store = self.store.clone();
             let at_ms = self.clock.now_ms();
-            match tokio::task::spawn_blocking(move || store.mark_delivered(id, at_ms)).await {
+            let marked = tokio::task::spawn_blocking(move || match refused {
+                None => store.mark_delivered(id, at_ms),
+                Some(reason) => store.mark_undeliverable(id, reason),
+            });
+            match marked.await {
                 Ok(Ok(())) => return,
                 Ok(Err(error)) => {
-                    tracing::error!(message = id, %error, "outbox: marking a message delivered failed")
+                    tracing::error!(message = id, %error, "outbox: marking a message failed")
                 }
                 Err(error) => {
-                    tracing::error!(message = id, %error, "outbox: marking a message delivered panicked")
+                    tracing::error!(message = id, %error, "outbox: marking a message panicked")
                 }
             }
             tokio::time::sleep(wait).await;

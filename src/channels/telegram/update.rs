@@ -27,7 +27,7 @@ pub struct Incoming {
     /// The message's id in its chat (`m42`) or the button press's (`c…`): whatever Telegram
     /// delivers twice is handled once.
     pub source_id: String,
-    /// Photos sent together as an album share this id (see `merge_albums`).
+    /// Photos sent together as an album share this id (see `join`).
     pub album: Option<String>,
     pub request: Request,
 }
@@ -218,20 +218,21 @@ fn read_choice(query: &CallbackQuery) -> Option<Incoming> {
     })
 }
 
-/// Photos sent as one album arrive as one message each; read together they are one answer
-/// (the flow asks for "the damage and the packaging", and gets both at once).
-pub fn merge_albums(incoming: Vec<Incoming>) -> Vec<Incoming> {
-    let mut merged: Vec<Incoming> = Vec::with_capacity(incoming.len());
-    for next in incoming {
-        let same_album = merged.last().is_some_and(|last: &Incoming| {
-            last.chat == next.chat && last.album.is_some() && last.album == next.album
-        });
-        match (merged.last_mut(), next.request) {
+impl Incoming {
+    /// Whether later photos of its album may still join it: a message with an album id.
+    pub fn open_album(&self) -> bool {
+        self.album.is_some() && matches!(self.request, Request::Message { .. })
+    }
+
+    /// Takes in `next` when it is another photo of this album: photos sent as one album arrive
+    /// as one message each, and read together they are one answer (the flow asks for "the
+    /// damage and the packaging", and gets both at once). The first caption is the words.
+    /// Gives `next` back otherwise.
+    pub fn join(&mut self, next: Incoming) -> Result<(), Incoming> {
+        let same_album = self.chat == next.chat && self.album.is_some() && self.album == next.album;
+        match (&mut self.request, next.request) {
             (
-                Some(Incoming {
-                    request: Request::Message { text, attachments },
-                    ..
-                }),
+                Request::Message { text, attachments },
                 Request::Message {
                     text: more_text,
                     attachments: more,
@@ -241,11 +242,11 @@ pub fn merge_albums(incoming: Vec<Incoming>) -> Vec<Incoming> {
                     *text = more_text;
                 }
                 attachments.extend(more);
+                Ok(())
             }
-            (_, request) => merged.push(Incoming { request, ..next }),
+            (_, request) => Err(Incoming { request, ..next }),
         }
     }
-    merged
 }
 
 #[cfg(test)]
@@ -479,30 +480,39 @@ mod tests {
     }
 
     #[test]
-    fn an_album_is_one_answer() {
-        let photo = |id: &str, album: Option<&str>| Incoming {
+    fn the_photos_of_an_album_join_into_one_answer() {
+        let photo = |id: &str, album: Option<&str>, caption: &str| Incoming {
             chat: ChatId(5),
             source_id: format!("m{id}"),
             album: album.map(String::from),
             request: Request::Message {
-                text: String::new(),
+                text: caption.into(),
                 attachments: vec![Attachment {
                     kind: "photo".into(),
                     id: id.into(),
                 }],
             },
         };
-        let merged = merge_albums(vec![
-            photo("1", Some("a")),
-            photo("2", Some("a")),
-            photo("3", None),
-            photo("4", None),
-        ]);
-        assert_eq!(merged.len(), 3);
-        let Request::Message { attachments, .. } = &merged[0].request else {
+        let mut album = photo("1", Some("a"), "");
+        assert!(album.open_album());
+        album.join(photo("2", Some("a"), "碎了")).unwrap();
+        album.join(photo("3", Some("a"), "还有包装")).unwrap();
+        let Request::Message { text, attachments } = &album.request else {
             panic!("a message");
         };
-        assert_eq!(attachments.len(), 2);
-        assert_eq!(merged[0].source_id, "m1");
+        assert_eq!(text, "碎了", "the first caption");
+        assert_eq!(attachments.len(), 3);
+        assert_eq!(album.source_id, "m1");
+        // Another album, a photo of none, another chat: each stays apart.
+        assert!(album.join(photo("4", Some("b"), "")).is_err());
+        assert!(album.join(photo("5", None, "")).is_err());
+        let elsewhere = Incoming {
+            chat: ChatId(6),
+            ..photo("6", Some("a"), "")
+        };
+        assert_eq!(album.join(elsewhere.clone()), Err(elsewhere));
+        let mut single = photo("7", None, "");
+        assert!(!single.open_album());
+        assert!(single.join(photo("8", None, "")).is_err());
     }
 }
