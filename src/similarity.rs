@@ -78,7 +78,7 @@ impl Weights {
 
     /// Prepares a text for scoring: its terms with their weights.
     pub fn features(&self, normalized: &str, analysis: &Analysis) -> Features {
-        let units = analysis
+        let units: Vec<Weighted> = analysis
             .units
             .iter()
             .map(|u| {
@@ -105,9 +105,17 @@ impl Weights {
             items.dedup_by(|a, b| a.text == b.text);
             items
         };
+        // The units as heard: the sound of each character (so 包由 reads as 包邮), English
+        // stems as they are.
+        let heard: Vec<u64> = units.iter().map(|u| u.sound_key.unwrap_or(u.key)).collect();
+        let mut heard_set = heard.clone();
+        heard_set.sort_unstable();
+        heard_set.dedup();
         Features {
             chars: normalized.chars().filter(|c| !c.is_whitespace()).collect(),
             question_kinds: question_kinds(normalized),
+            heard,
+            heard_set,
             units,
             words: set("w:", &analysis.words, true),
             bigrams: set("s:", &analysis.sound_bigrams, false),
@@ -183,6 +191,9 @@ fn hash(text: &str) -> u64 {
 #[derive(Debug, Clone, Default)]
 pub struct Features {
     chars: Vec<char>,
+    /// The units by sound, in order; and sorted without repeats.
+    heard: Vec<u64>,
+    heard_set: Vec<u64>,
     question_kinds: u8,
     units: Vec<Weighted>,
     words: Vec<Weighted>,
@@ -292,8 +303,8 @@ pub fn parts(a: &Features, b: &Features) -> Parts {
         words: words.dice(),
         unmatched_word_peak: words.unmatched_peak,
         edit: 1.0 - edit,
-        sound_jaccard: jaccard(&heard(a), &heard(b)),
-        common_run: longest_common_run(&heard(a), &heard(b)) as f32
+        sound_jaccard: jaccard(&a.heard_set, &b.heard_set),
+        common_run: longest_common_run(&a.heard, &b.heard) as f32
             / a.units.len().min(b.units.len()).max(1) as f32,
         unmatched_words: (words.first_total - words.first_matched)
             .min(words.second_total - words.second_matched)
@@ -302,24 +313,25 @@ pub fn parts(a: &Features, b: &Features) -> Parts {
     }
 }
 
-/// A text's units as heard: the sound of each character (so 包由 reads as 包邮), English
-/// stems as they are.
-fn heard(features: &Features) -> Vec<u64> {
-    features
-        .units
-        .iter()
-        .map(|u| u.sound_key.unwrap_or(u.key))
-        .collect()
-}
-
+/// Jaccard overlap of two sorted sets without repeats.
 fn jaccard(a: &[u64], b: &[u64]) -> f32 {
-    let set = |items: &[u64]| items.iter().copied().collect::<HashSet<u64>>();
-    let (a, b) = (set(a), set(b));
-    let union = a.union(&b).count();
+    let (mut i, mut j, mut shared) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    let union = a.len() + b.len() - shared;
     if union == 0 {
         0.0
     } else {
-        a.intersection(&b).count() as f32 / union as f32
+        shared as f32 / union as f32
     }
 }
 
