@@ -144,6 +144,8 @@ pub struct Matcher {
     indexed: Vec<Indexed>,
     /// Per entry, the units all its texts use.
     vocabularies: Vec<Vocabulary>,
+    /// Per entry, its texts' positions in `indexed` (contiguous).
+    runs: Vec<std::ops::Range<usize>>,
     weights: Weights,
     analyzer: Analyzer,
     masker: Masker,
@@ -262,6 +264,7 @@ impl Matcher {
             columns,
             indexed,
             vocabularies,
+            runs,
             weights,
             analyzer: analyzer.clone(),
             masker,
@@ -292,13 +295,14 @@ impl Matcher {
             leave_out == Some(text.entry) && text.example && text.prepared == *prepared
         };
         let n_left_out = match leave_out {
-            Some(_) => (0..self.indexed.len()).filter(|&p| left_out(p)).count(),
+            Some(entry) => self.runs[entry].clone().filter(|&p| left_out(p)).count(),
             None => 0,
         };
         // The left-out entry's vocabulary without the left-out texts.
         let reduced_vocabulary = leave_out.filter(|_| n_left_out > 0).map(|entry| {
-            let kept = (0..self.indexed.len())
-                .filter(|&p| self.indexed[p].entry == entry && !left_out(p))
+            let kept = self.runs[entry]
+                .clone()
+                .filter(|&p| !left_out(p))
                 .map(|p| &self.indexed[p].analysis);
             (entry, Vocabulary::from_analyses(kept))
         });
