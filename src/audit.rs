@@ -41,30 +41,51 @@ pub fn check(engine: &Engine) -> Vec<Diagnostic> {
 ///
 /// A clarify or handoff (no topic) is no conflict: the matcher then claims nothing.
 fn conflicts(engine: &Engine) -> Vec<Diagnostic> {
+    // One query per example: at 10,000 entries that is a minute on one core, so the entries
+    // are shared among the cores (each chunk's diagnostics stay in file order).
+    let entries = &engine.knowledge_base().entries;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = entries.len().div_ceil(cores).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..entries.len())
+            .step_by(chunk)
+            .map(|start| {
+                scope.spawn(move || {
+                    (start..(start + chunk).min(entries.len()))
+                        .flat_map(|entry| conflicts_of(engine, entry))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("a conflict check panicked"))
+            .collect()
+    })
+}
+
+/// The examples of entry `entry_index` another entry answers.
+fn conflicts_of(engine: &Engine, entry_index: usize) -> Vec<Diagnostic> {
     let knowledge_base = engine.knowledge_base();
     let thresholds = engine.thresholds();
+    let entry = &knowledge_base.entries[entry_index];
     let mut diagnostics = Vec::new();
-    for (entry_index, entry) in knowledge_base.entries.iter().enumerate() {
-        for (example_index, example) in entry.examples.iter().enumerate() {
-            let ranking = engine.rank_leaving_out(example, entry_index);
-            let Verdict::Answer(other) = engine::decide(&ranking, knowledge_base, thresholds)
-            else {
-                continue;
-            };
-            if other == entry_index
-                || engine::confidence(&ranking, thresholds) < CONFLICT_CONFIDENCE
-            {
-                continue;
-            }
-            let other = &knowledge_base.entries[other];
-            diagnostics.push(Diagnostic {
-                location: entry.example_location(example_index),
-                message: format!(
-                    "example \"{example}\" of entry {} is answered as {} ({}) — reword it, or move it to {}",
-                    entry.id, other.id, other.title, other.id
-                ),
-            });
+    for (example_index, example) in entry.examples.iter().enumerate() {
+        let ranking = engine.rank_leaving_out(example, entry_index);
+        let Verdict::Answer(other) = engine::decide(&ranking, knowledge_base, thresholds) else {
+            continue;
+        };
+        if other == entry_index || engine::confidence(&ranking, thresholds) < CONFLICT_CONFIDENCE {
+            continue;
         }
+        let other = &knowledge_base.entries[other];
+        diagnostics.push(Diagnostic {
+            location: entry.example_location(example_index),
+            message: format!(
+                "example \"{example}\" of entry {} is answered as {} ({}) — reword it, or move it to {}",
+                entry.id, other.id, other.title, other.id
+            ),
+        });
     }
     diagnostics
 }
