@@ -81,6 +81,20 @@ pub struct StoredMessage {
     pub undeliverable: Option<String>,
 }
 
+/// A photo of an album, kept from the moment the channel is told it arrived until its album's
+/// turn is stored: Telegram sends an album's next photo only once the last is acknowledged,
+/// so the bot must acknowledge before the album is complete, and a restart must not lose it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldPart {
+    pub chat: ChatKey,
+    /// The channel's id of the photo's message.
+    pub source_id: String,
+    pub album: String,
+    /// Its caption.
+    pub text: String,
+    pub attachments: Vec<Attachment>,
+}
+
 /// A handoff in the queue or done with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HandoffRecord {
@@ -307,4 +321,11 @@ pub trait Store: Send + Sync {
     /// Records that the channel refused an undelivered message for good, and why; it leaves
     /// the outbox but stays in the chat's messages.
     fn mark_undeliverable(&self, message: i64, reason: &str) -> StoreResult<()>;
+
+    /// Keeps an album's photo until `release_album`; the same photo kept twice is kept once.
+    fn hold_part(&self, part: &HeldPart) -> StoreResult<()>;
+    /// The parts a channel holds, in arrival order (what a restart must still handle).
+    fn held_parts(&self, channel: &str) -> StoreResult<Vec<HeldPart>>;
+    /// Forgets the parts of an album whose turn is stored.
+    fn release_album(&self, chat: &ChatKey, album: &str) -> StoreResult<()>;
 }

@@ -9,8 +9,8 @@ use rusqlite_migration::{Migrations, M};
 
 use super::{
     AgentRecord, AgentRefused, CaseRecord, ClaimRefused, Closing, Committed, HandoffRecord,
-    KnowledgeRecord, NewMessage, NoteRecord, RatingRecord, Sender, Store, StoreError, StoreResult,
-    StoredMessage, Turn,
+    HeldPart, KnowledgeRecord, NewMessage, NoteRecord, RatingRecord, Sender, Store, StoreError,
+    StoreResult, StoredMessage, Turn,
 };
 use crate::bot::KnowledgeVersion;
 use crate::conversation::{ChatKey, ChatState, Conversation};
@@ -132,6 +132,19 @@ const MIGRATIONS: &[M<'static>] = &[
     DROP INDEX messages_outbox;
     CREATE INDEX messages_outbox ON messages (channel, chat_id, id)
         WHERE delivered_ms IS NULL AND undeliverable IS NULL;",
+    ),
+    // Album photos acknowledged to the channel before their album's turn is stored.
+    M::up(
+        "CREATE TABLE held_parts (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        album TEXT NOT NULL,
+        text TEXT NOT NULL,
+        attachments TEXT NOT NULL,
+        UNIQUE (channel, chat_id, source_id)
+    );",
     ),
 ];
 
@@ -974,6 +987,50 @@ impl Store for SqliteStore {
             .execute(
                 "UPDATE messages SET undeliverable = ?2 WHERE id = ?1 AND delivered_ms IS NULL",
                 params![message, reason],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    fn hold_part(&self, part: &HeldPart) -> StoreResult<()> {
+        self.lock()
+            .execute(
+                "INSERT OR IGNORE INTO held_parts (channel, chat_id, source_id, album, text, attachments)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![part.chat.channel(), part.chat.id(), part.source_id, part.album, part.text,
+                        json(&part.attachments)],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    fn held_parts(&self, channel: &str) -> StoreResult<Vec<HeldPart>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT channel, chat_id, source_id, album, text, attachments FROM held_parts
+                 WHERE channel = ?1 ORDER BY id",
+            )
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![channel], |row| {
+                Ok(HeldPart {
+                    chat: chat_of(row, 0)?,
+                    source_id: row.get(2)?,
+                    album: row.get(3)?,
+                    text: row.get(4)?,
+                    attachments: from_json(row.get(5)?),
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)
+    }
+
+    fn release_album(&self, chat: &ChatKey, album: &str) -> StoreResult<()> {
+        self.lock()
+            .execute(
+                "DELETE FROM held_parts WHERE channel = ?1 AND chat_id = ?2 AND album = ?3",
+                params![chat.channel(), chat.id(), album],
             )
             .map_err(sql)?;
         Ok(())

@@ -900,3 +900,59 @@ async fn serve_runs_the_telegram_bot_when_a_token_is_set() {
     assert_eq!(texts(&fake.sent_to(4215)), [welcome]);
     assert_eq!(fake.calls("deleteWebhook").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_album_acknowledged_before_a_restart_is_still_answered() {
+    let data = tempfile::tempdir().unwrap();
+    let fake = FakeTelegram::start().await;
+    // The first bot waits long for the album's next photo, and is killed meanwhile.
+    let first_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (first_fake, first_dir) = (fake.clone(), data.path().to_path_buf());
+    let first = first_runtime
+        .spawn(async move {
+            let store = Arc::new(SqliteStore::open_dir(&first_dir).unwrap());
+            Shop::open_on(first_fake, store, |s| s.telegram.album_wait_ms = 60_000).await
+        })
+        .await
+        .unwrap();
+    const CHAT: i64 = 4231;
+    let buyer = first.buyer(CHAT);
+    buyer.says("收到的杯子碎了").await;
+    buyer.says(ORDER).await;
+    let photo_update = first
+        .fake
+        .push(buyer.message(album_photo("damage", "album-9")));
+    first
+        .fake
+        .wait_until(PATIENCE, "the album's photo to be acknowledged", |fake| {
+            fake.acknowledged(photo_update)
+        })
+        .await;
+    let sent_before = first.fake.sent_to(CHAT).len();
+    first_runtime.shutdown_background();
+    drop(first);
+
+    // Telegram will not send the photo again: the restarted bot has it from its store.
+    let store = Arc::new(SqliteStore::open_dir(data.path()).unwrap());
+    let second = Shop::open_on(fake.clone(), store, |_| {}).await;
+    second
+        .fake
+        .wait_until(PATIENCE, "an answer to the album", |fake| {
+            fake.sent_to(CHAT).len() > sent_before
+        })
+        .await;
+    second.delivered(CHAT).await;
+    assert_eq!(
+        texts(&second.fake.sent_to(CHAT)[sent_before..]),
+        [prompt(&second, "damaged_item", "remedy")]
+    );
+    assert_eq!(
+        buyer_messages(second.store(), CHAT)[2..],
+        [(String::new(), vec!["damage".to_string()])]
+    );
+    assert!(second.store().held_parts("telegram").unwrap().is_empty());
+}

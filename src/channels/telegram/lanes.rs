@@ -5,9 +5,9 @@
 //! other. A queued album message takes in the photos of its album that follow (`Incoming::join`)
 //! and is handled once none came for `album_wait`, so an album is one turn whether it came in
 //! one poll, over several polls, or as one webhook request per photo. Telegram sends the next
-//! update only once the last is acknowledged, so an album's photo is acknowledged when queued,
-//! not when stored: a crash before its album is handled loses it (the buyer gets no answer
-//! and sends it again). Every other update is acknowledged once handled.
+//! update only once the last is acknowledged, so an album's photo is acknowledged once kept
+//! (`Keeper`: the store holds it until its album's turn is stored, and a restart queues it
+//! again), before its album is handled. Every other update is acknowledged once handled.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -24,6 +24,9 @@ use super::update::Incoming;
 /// What handles one update (the channel's `handle`).
 pub type Handler = Arc<dyn Fn(Incoming) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// What keeps an album's photo safe before it is acknowledged (the channel's `hold`).
+pub type Keeper = Handler;
+
 struct Job {
     incoming: Incoming,
     /// What fires once it has been handled (none for an album, acknowledged when queued).
@@ -34,6 +37,7 @@ struct Job {
 
 pub struct Lanes {
     handler: Handler,
+    keeper: Keeper,
     /// How long an album waits for its next photo.
     album_wait: Duration,
     /// The waiting jobs of each chat with a worker; a chat is here exactly while its worker
@@ -42,9 +46,10 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    pub fn new(handler: Handler, album_wait: Duration) -> Arc<Lanes> {
+    pub fn new(handler: Handler, keeper: Keeper, album_wait: Duration) -> Arc<Lanes> {
         Arc::new(Lanes {
             handler,
+            keeper,
             album_wait,
             queues: Mutex::new(HashMap::new()),
         })
@@ -56,15 +61,29 @@ impl Lanes {
 
     /// Queues an update behind the earlier ones of its chat, or joins it to the album waiting
     /// last in the queue. The receiver fires once it has been handled (or its handler failed),
-    /// or at once for an album's photo, so that the next one can come.
+    /// or for an album's photo once kept, so that the next one can come.
     pub fn push(self: &Arc<Self>, incoming: Incoming) -> oneshot::Receiver<()> {
         let (done, handled) = oneshot::channel();
         let done = if incoming.open_album() {
-            let _ = done.send(());
+            let keeping = (self.keeper)(incoming.clone());
+            tokio::spawn(async move {
+                keeping.await;
+                let _ = done.send(());
+            });
             None
         } else {
             Some(done)
         };
+        self.queue(incoming, done);
+        handled
+    }
+
+    /// Queues an album's photo kept before a restart: it was acknowledged long ago.
+    pub fn push_kept(self: &Arc<Self>, incoming: Incoming) {
+        self.queue(incoming, None);
+    }
+
+    fn queue(self: &Arc<Self>, incoming: Incoming, done: Option<oneshot::Sender<()>>) {
         let chat = incoming.chat;
         let now = Instant::now();
         let mut queues = self.queues();
@@ -75,7 +94,7 @@ impl Lanes {
                 Ok(()) => {
                     last.done.extend(done);
                     last.last = now;
-                    return handled;
+                    return;
                 }
                 Err(incoming) => incoming,
             },
@@ -90,7 +109,6 @@ impl Lanes {
         if new_lane {
             tokio::spawn(self.clone().work(chat));
         }
-        handled
     }
 
     async fn work(self: Arc<Self>, chat: ChatId) {
@@ -176,6 +194,8 @@ mod tests {
     async fn an_albums_photos_are_one_update_even_when_they_come_apart() {
         let seen: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
         let record = seen.clone();
+        let kept: Arc<Mutex<Vec<String>>> = Arc::default();
+        let keep = kept.clone();
         let lanes = Lanes::new(
             Arc::new(move |incoming: Incoming| {
                 let record = record.clone();
@@ -190,11 +210,16 @@ mod tests {
                         .push((incoming.source_id, n_attachments));
                 })
             }),
+            Arc::new(move |incoming: Incoming| {
+                let keep = keep.clone();
+                Box::pin(async move { keep.lock().unwrap().push(incoming.source_id) })
+            }),
             Duration::from_millis(500),
         );
-        // An album's photo is acknowledged at once, for the next one to come.
+        // An album's photo is acknowledged once kept, for the next one to come.
         lanes.push(photo(1, Some("a"))).await.unwrap();
         lanes.push(photo(2, Some("a"))).await.unwrap();
+        assert_eq!(*kept.lock().unwrap(), ["m1", "m2"]);
         assert!(seen.lock().unwrap().is_empty(), "the album waits for more");
         // A photo a little later, as the next webhook request or poll brings it.
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -225,6 +250,7 @@ mod tests {
                         .push((incoming.chat.0, incoming.source_id));
                 })
             }),
+            Arc::new(|_| Box::pin(async {})),
             Duration::ZERO,
         );
         let mut handled = Vec::new();

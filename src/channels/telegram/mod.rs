@@ -14,8 +14,8 @@
 //!
 //! Updates come by long polling (default) or, with `webhook_url` set, as POSTs to that URL's
 //! path on the `serve` HTTP server, each checked for the secret token. Either way an update
-//! is acknowledged to Telegram only after its turn is stored (an album's photo once queued,
-//! see `lanes`), and a message Telegram delivers
+//! is acknowledged to Telegram only after its turn is stored (an album's photo once the store
+//! holds it, see `lanes`), and a message Telegram delivers
 //! twice (a restart before the acknowledgement, a webhook retry) is handled once: its
 //! Telegram id is stored with it. No teloxide `Dispatcher` or `Dialogue`: the conversation
 //! state is ours (`storage`), and this loop acknowledges updates only once they are stored.
@@ -43,7 +43,7 @@ use crate::dialog::Attachment;
 use crate::normalize::{reply_lang, Lang};
 use crate::reply;
 use crate::service::Service;
-use crate::storage::StoreError;
+use crate::storage::{HeldPart, StoreError};
 
 use lanes::Lanes;
 use outbox::{Backoff, Outbox, CHANNEL};
@@ -227,15 +227,57 @@ impl Telegram {
         ))
     }
 
+    /// The lanes, with the album photos a restart left unhandled already queued. Read from
+    /// the store once, before any update is taken, so they stay ahead of later photos.
     fn lanes(self: &Arc<Self>) -> Arc<Lanes> {
-        let telegram = self.clone();
-        Lanes::new(
+        let (handling, keeping) = (self.clone(), self.clone());
+        let lanes = Lanes::new(
             Arc::new(move |incoming| {
-                let telegram = telegram.clone();
+                let telegram = handling.clone();
                 Box::pin(async move { telegram.handle(incoming).await })
             }),
+            Arc::new(move |incoming| {
+                let telegram = keeping.clone();
+                Box::pin(async move { telegram.hold(incoming).await })
+            }),
             Duration::from_millis(self.settings.album_wait_ms),
-        )
+        );
+        match self.service.store().held_parts(CHANNEL) {
+            Ok(parts) => parts
+                .into_iter()
+                .filter_map(incoming_of)
+                .for_each(|incoming| lanes.push_kept(incoming)),
+            Err(error) => {
+                tracing::error!(%error, "reading the album photos kept before a restart failed")
+            }
+        }
+        lanes
+    }
+
+    /// Keeps an album's photo until its album's turn is stored (see `lanes`). A store that
+    /// fails is logged and the photo acknowledged all the same: its turn would fail on that
+    /// store too, and the buyer is asked to send again.
+    async fn hold(&self, incoming: Incoming) {
+        let Some(part) = held_part(&incoming) else {
+            return;
+        };
+        let store = self.service.store().clone();
+        match tokio::task::spawn_blocking(move || store.hold_part(&part)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "keeping an album's photo failed"),
+            Err(error) => tracing::error!(%error, "keeping an album's photo panicked"),
+        }
+    }
+
+    /// Forgets the kept photos of an album whose turn is over.
+    async fn release(&self, chat: &ChatKey, album: String) {
+        let store = self.service.store().clone();
+        let chat = chat.clone();
+        match tokio::task::spawn_blocking(move || store.release_album(&chat, &album)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "forgetting an album's kept photos failed"),
+            Err(error) => tracing::error!(%error, "forgetting an album's kept photos panicked"),
+        }
     }
 
     /// One update, after every earlier one of its chat. An error is logged and the buyer is
@@ -245,6 +287,7 @@ impl Telegram {
         let chat = ChatKey::parse(CHANNEL, &chat_id.0.to_string())
             .expect("a chat id number is a valid chat key");
         let source_id = incoming.source_id;
+        let album = incoming.album;
         // Kept to ask again in the buyer's language should the turn fail.
         let words = match &incoming.request {
             Request::Message { text, .. } => text.clone(),
@@ -282,6 +325,10 @@ impl Telegram {
                 tracing::error!(%chat, error.cause_chain = ?error, "a Telegram update could not be handled");
                 self.ask_again(chat_id, &chat, &words).await;
             }
+        }
+        // Stored, or the buyer asked to send again: either way not to be handled again.
+        if let Some(album) = album {
+            self.release(&chat, album).await;
         }
     }
 
@@ -360,4 +407,33 @@ impl Telegram {
             tracing::error!(chat = chat_id.0, %error, "could not ask the buyer to send again");
         }
     }
+}
+
+/// An album's photo as the store keeps it.
+fn held_part(incoming: &Incoming) -> Option<HeldPart> {
+    let (Some(album), Request::Message { text, attachments }) =
+        (&incoming.album, &incoming.request)
+    else {
+        return None;
+    };
+    Some(HeldPart {
+        chat: ChatKey::parse(CHANNEL, &incoming.chat.0.to_string())?,
+        source_id: incoming.source_id.clone(),
+        album: album.clone(),
+        text: text.clone(),
+        attachments: attachments.clone(),
+    })
+}
+
+/// A kept album photo as the lanes take it.
+fn incoming_of(part: HeldPart) -> Option<Incoming> {
+    Some(Incoming {
+        chat: ChatId(part.chat.id().parse().ok()?),
+        source_id: part.source_id,
+        album: Some(part.album),
+        request: Request::Message {
+            text: part.text,
+            attachments: part.attachments,
+        },
+    })
 }

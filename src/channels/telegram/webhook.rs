@@ -92,7 +92,7 @@ async fn receive(
     };
     if let Some(incoming) = update::read(&update, &webhook.me) {
         // Telegram sends the update again unless it gets a 200: answer once it is stored (an
-        // album's photo once queued, see `lanes`).
+        // album's photo once the store holds it, see `lanes`).
         let _ = webhook.lanes.push(incoming).await;
     }
     StatusCode::OK
