@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -417,11 +417,8 @@ struct RawEnd {
 pub fn load_dir(dir: &Path, knowledge_base: &KnowledgeBase) -> (Flows, Vec<Diagnostic>) {
     let mut flows = Flows::default();
     let mut diagnostics = Vec::new();
-    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(listing) => listing
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect(),
+    let paths = match knowledge::toml_files(dir) {
+        Ok(paths) => paths,
         Err(error) => {
             diagnostics.push(knowledge::at(
                 dir,
@@ -431,7 +428,6 @@ pub fn load_dir(dir: &Path, knowledge_base: &KnowledgeBase) -> (Flows, Vec<Diagn
             return (flows, diagnostics);
         }
     };
-    paths.sort();
     for path in paths {
         let parsed = knowledge::read_text(&path)
             .map_err(|message| knowledge::at(&path, 0, message))
