@@ -191,15 +191,8 @@ async fn take_a_handoff(bot: Arc<TestBot>, page: Client, base: String) {
     let bob = bot.add_agent("bob", "agent");
     // Two buyers are already waiting: a complaint bob holds, and a broken cup.
     bot.say("web-7c1f", "我要投诉你们，客服一直不回复").await;
-    let complaint = handoff_of(&bot, &alice, "web-7c1f").await;
-    let (status, _) = bot
-        .agent(
-            Some(&bob),
-            "POST",
-            &format!("/api/agent/handoffs/{complaint}/claim"),
-            None,
-        )
-        .await;
+    let complaint = bot.handoff_of(&alice, "web-7c1f").await;
+    let (status, _) = bot.act(&bob, complaint, "claim", None).await;
     assert_eq!(status, 200);
     bot.say("web-3a9e", "收到的杯子碎了").await;
     bot.say("web-3a9e", ORDER).await;
@@ -315,7 +308,7 @@ async fn take_a_handoff(bot: Arc<TestBot>, page: Client, base: String) {
         .await
         .unwrap();
     wait_for_text(&page, "#action-status", "已发送").await;
-    let seen = buyer_sees(&bot, "web-5f2c").await;
+    let seen = bot.buyer_sees("web-5f2c").await;
     assert_eq!(
         seen.last(),
         Some(&("agent".to_string(), reply.to_string())),
@@ -337,7 +330,7 @@ async fn take_a_handoff(bot: Arc<TestBot>, page: Client, base: String) {
     assert!(violations.contains("no_promises"), "{violations}");
     assert_eq!(value_of(&page, "reply-text").await, careless);
     assert!(
-        !buyer_sees(&bot, "web-5f2c")
+        !bot.buyer_sees("web-5f2c")
             .await
             .iter()
             .any(|(_, t)| t.contains("明天一定到")),
@@ -475,38 +468,6 @@ async fn tab(page: &Client, view: &str) {
     .click()
     .await
     .unwrap();
-}
-
-/// The id of the open handoff of `chat`, from the API.
-async fn handoff_of(bot: &TestBot, token: &str, chat: &str) -> i64 {
-    let (_, body) = bot
-        .agent(Some(token), "GET", "/api/agent/handoffs", None)
-        .await;
-    body["handoffs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["chat_id"] == chat)
-        .and_then(|h| h["id"].as_i64())
-        .unwrap_or_else(|| panic!("no handoff for {chat}: {body}"))
-}
-
-/// The chat's messages a buyer polls, as (from, text).
-async fn buyer_sees(bot: &TestBot, chat: &str) -> Vec<(String, String)> {
-    let (_, body) = bot
-        .request("GET", &format!("/api/chat/{chat}/messages"), None)
-        .await;
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["from"].as_str().unwrap_or_default().to_string(),
-                m["text"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
 }
 
 async fn script(page: &Client, source: &str) -> Value {
