@@ -275,7 +275,8 @@ async fn agent_reply(
             .iter()
             .map(|v| {
                 json!({
-                    "rule": v.rule, "message": v.message, "source": v.source, "found": v.found,
+                    "rule": v.rule, "message": v.message, "message_zh": v.message_zh,
+                    "source": v.source, "found": v.found,
                     "start": v.span.start, "end": v.span.end, "replacement": v.replacement,
                 })
             })

@@ -328,6 +328,12 @@ async fn take_a_handoff(bot: Arc<TestBot>, page: Client, base: String) {
     let violations = wait_for_text(&page, "#violations", "非常抱歉").await;
     assert!(violations.contains("不好意思"), "{violations}");
     assert!(violations.contains("no_promises"), "{violations}");
+    // Each rule says what it asks in the page's language.
+    assert!(violations.contains("切勿用“你”"), "{violations}");
+    click(&page, "lang-toggle").await;
+    wait_for_text(&page, "#violations", "address the buyer as 您").await;
+    click(&page, "lang-toggle").await;
+    wait_for_text(&page, "#violations", "切勿用“你”").await;
     assert_eq!(value_of(&page, "reply-text").await, careless);
     assert!(
         !bot.buyer_sees("web-5f2c")

@@ -220,6 +220,14 @@ async fn a_reply_reaches_the_buyer_and_a_rule_breaking_one_is_refused_with_the_w
         .find(|v| v["found"] == "不好意思")
         .unwrap();
     assert_eq!(sorry["replacement"], "非常抱歉");
+    let knowledge = bot.service.bot();
+    let rules = &knowledge.engine.knowledge_base().phrasing.rule;
+    let rule = rules.iter().find(|r| r.id == "no_bu_phrases").unwrap();
+    assert_eq!(
+        (sorry["message"].as_str(), sorry["message_zh"].as_str()),
+        (Some(rule.message.as_str()), Some(rule.message_zh.as_str())),
+        "the rule says what it asks in English and in Chinese"
+    );
     assert!(
         !bot.buyer_sees("r1")
             .await
