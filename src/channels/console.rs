@@ -2,7 +2,8 @@
 //! `Authorization: Bearer TOKEN` of an agent added with `xiaoer agent add`) and the web page
 //! at `/console` that uses it. Agents see the queue, open a handoff with its transcript, claim
 //! it, reply through the chat's own channel (after the phrasing check), leave notes, close the
-//! case or hand the chat back to the bot.
+//! case or hand the chat back to the bot. Names of flows come from `dialogs/` through the API,
+//! so the page hard-codes none.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -53,6 +54,7 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/api/agent/ratings", get(ratings))
         .route("/api/agent/answers", get(answers))
         .route("/api/agent/knowledge", get(knowledge))
+        .route("/api/agent/flows", get(flows))
 }
 
 /// An agent signed in with a valid token.
@@ -667,6 +669,18 @@ async fn answers(State(service): State<Arc<Service>>, _: SignedIn) -> Json<Value
         .map(|e| json!({ "id": e.id, "title": e.title, "title_en": e.title_en, "answer": e.answer, "answer_en": e.answer_en }))
         .collect();
     Json(json!({ "answers": listing }))
+}
+
+/// The after-sales flows with their titles from `dialogs/`: the page names a case's kind so.
+async fn flows(State(service): State<Arc<Service>>, _: SignedIn) -> Json<Value> {
+    let bot = service.bot();
+    let listing: Vec<Value> = bot
+        .flows
+        .flows
+        .iter()
+        .map(|f| json!({ "id": f.id, "title": f.title, "title_en": f.title_en }))
+        .collect();
+    Json(json!({ "flows": listing }))
 }
 
 /// The knowledge version serving, and why the last edit was refused, if it was.

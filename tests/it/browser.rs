@@ -433,6 +433,12 @@ async fn walk_the_other_tabs(bot: &TestBot, page: &Client) {
     tab(page, "cases").await;
     let cases = wait_for_text(page, "#cases-body", "补发新杯子").await;
     assert!(cases.contains("快递") && cases.contains("alice"), "{cases}");
+    // The case's kind is named by its flow's title from dialogs/, in the page's language.
+    assert!(cases.contains("商品破损"), "{cases}");
+    click(page, "lang-toggle").await;
+    wait_for_text(page, "#cases-body", "Item arrived damaged").await;
+    click(page, "lang-toggle").await;
+    wait_for_text(page, "#cases-body", "商品破损").await;
     let week = page.find(Locator::Id("cases-week")).await.unwrap();
     week.send_keys("2026-W40\u{e007}").await.unwrap();
     wait_for_text(page, "#cases-body", "没有符合条件的记录").await;

@@ -29,6 +29,7 @@ async fn every_agent_endpoint_needs_a_valid_token() {
         ("GET", "/api/agent/ratings".to_string()),
         ("GET", "/api/agent/answers".to_string()),
         ("GET", "/api/agent/knowledge".to_string()),
+        ("GET", "/api/agent/flows".to_string()),
     ];
     let forged = "0".repeat(64);
     for (method, uri) in &endpoints {
@@ -475,6 +476,36 @@ async fn quick_phrases_are_the_approved_answers() {
         body["answers"].as_array().unwrap().len(),
         knowledge.engine.knowledge_base().entries.len()
     );
+}
+
+#[tokio::test]
+async fn the_console_names_every_flow_as_its_dialog_file_does() {
+    let bot = TestBot::new();
+    let token = bot.add_agent("alice", "agent");
+    let (status, body) = bot
+        .agent(Some(&token), "GET", "/api/agent/flows", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<(&str, &str, &str)> = body["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap(),
+                f["title"].as_str().unwrap(),
+                f["title_en"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let knowledge = bot.service.bot();
+    let expected: Vec<(&str, &str, &str)> = knowledge
+        .flows
+        .flows
+        .iter()
+        .map(|f| (f.id.as_str(), f.title.as_str(), f.title_en.as_str()))
+        .collect();
+    assert_eq!(listed, expected);
 }
 
 #[test]
