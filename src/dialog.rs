@@ -131,6 +131,22 @@ pub struct Step {
     pub line: usize,
 }
 
+impl Step {
+    /// The label of option `value` of a choice step, in Chinese and English, as its prompts
+    /// number it (`2. 换货`): what the buyer picked, in words. None for another kind of step
+    /// or a value it does not offer (`validate` makes the prompts list every option).
+    pub fn option_label(&self, value: &str) -> Option<Template> {
+        let Collect::Choice(choices) = &self.collect else {
+            return None;
+        };
+        let index = choices.iter().position(|c| c.value == value)?;
+        Some(Template {
+            zh: numbered_options(&self.prompt.zh).get(index)?.clone(),
+            en: numbered_options(&self.prompt.en).get(index)?.clone(),
+        })
+    }
+}
+
 /// How a flow ends.
 #[derive(Debug, Clone)]
 pub struct End {

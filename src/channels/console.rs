@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::auth::token_hash;
 use crate::channels::http::{rfc3339, ApiError};
-use crate::dialog::Party;
+use crate::dialog::{Collect, Flow, Party};
 use crate::phrasing;
 use crate::reply;
 use crate::service::{EditRefused, Service};
@@ -671,16 +671,34 @@ async fn answers(State(service): State<Arc<Service>>, _: SignedIn) -> Json<Value
     Json(json!({ "answers": listing }))
 }
 
-/// The after-sales flows with their titles from `dialogs/`: the page names a case's kind so.
+/// The after-sales flows from `dialogs/`: their titles (the page names a case's kind so) and
+/// each choice step's options as the buyer was offered them, so the page shows what a buyer
+/// picked in words (`remedy: exchange` → 换货 / Exchange), never the recorded code.
 async fn flows(State(service): State<Arc<Service>>, _: SignedIn) -> Json<Value> {
     let bot = service.bot();
-    let listing: Vec<Value> = bot
-        .flows
-        .flows
-        .iter()
-        .map(|f| json!({ "id": f.id, "title": f.title, "title_en": f.title_en }))
-        .collect();
+    let listing: Vec<Value> = bot.flows.flows.iter().map(flow_json).collect();
     Json(json!({ "flows": listing }))
+}
+
+fn flow_json(flow: &Flow) -> Value {
+    let mut options = serde_json::Map::new();
+    for step in &flow.steps {
+        let Collect::Choice(choices) = &step.collect else {
+            continue;
+        };
+        let labels: serde_json::Map<String, Value> = choices
+            .iter()
+            .filter_map(|choice| {
+                let label = step.option_label(&choice.value)?;
+                Some((
+                    choice.value.clone(),
+                    json!({ "zh": label.zh, "en": label.en }),
+                ))
+            })
+            .collect();
+        options.insert(step.id.clone(), Value::Object(labels));
+    }
+    json!({ "id": flow.id, "title": flow.title, "title_en": flow.title_en, "options": options })
 }
 
 /// The knowledge version serving, and why the last edit was refused, if it was.

@@ -403,9 +403,11 @@ async fn close_the_broken_cup_case(bot: &TestBot, page: &Client) {
     wait_for_text(page, "#transcript", "收到的杯子碎了").await;
     let collected = wait_for_text(page, "#collected", ORDER).await;
     assert!(
-        collected.contains("换货"),
-        "the remedy is shown: {collected}"
+        collected.contains("换一件新的") && !collected.contains("exchange"),
+        "the remedy is shown as the buyer was offered it: {collected}"
     );
+    let summary = text(page, "#detail-summary").await;
+    assert!(summary.contains("希望 换一件新的"), "{summary}");
     let photo = script(
         page,
         "return [...document.querySelectorAll('#collected a')].map(a => a.href)",
@@ -436,7 +438,8 @@ async fn walk_the_other_tabs(bot: &TestBot, page: &Client) {
     // The case's kind is named by its flow's title from dialogs/, in the page's language.
     assert!(cases.contains("商品破损"), "{cases}");
     click(page, "lang-toggle").await;
-    wait_for_text(page, "#cases-body", "Item arrived damaged").await;
+    let english = wait_for_text(page, "#cases-body", "Item arrived damaged").await;
+    assert!(english.contains("Exchange for a new one"), "{english}");
     click(page, "lang-toggle").await;
     wait_for_text(page, "#cases-body", "商品破损").await;
     let week = page.find(Locator::Id("cases-week")).await.unwrap();

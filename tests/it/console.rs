@@ -120,6 +120,11 @@ async fn a_flow_handoff_opens_with_transcript_collected_case_and_notes() {
     assert_eq!(detail["reason"], "flow_decision");
     assert_eq!(detail["collected"]["order"], ORDER);
     assert_eq!(detail["collected"]["remedy"], "return");
+    let summary = detail["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("商品破损") && summary.contains("希望 退货退款"),
+        "flow and remedy in words, as the buyer was offered them: {summary}"
+    );
     assert_eq!(detail["evidence"][0]["id"], "crack-1");
     assert_eq!(detail["case"]["kind"], "damaged_item");
     assert_eq!(detail["case"]["responsible"], "courier");
@@ -479,7 +484,7 @@ async fn quick_phrases_are_the_approved_answers() {
 }
 
 #[tokio::test]
-async fn the_console_names_every_flow_as_its_dialog_file_does() {
+async fn the_console_names_every_flow_and_option_as_its_dialog_file_does() {
     let bot = TestBot::new();
     let token = bot.add_agent("alice", "agent");
     let (status, body) = bot
@@ -506,6 +511,17 @@ async fn the_console_names_every_flow_as_its_dialog_file_does() {
         .map(|f| (f.id.as_str(), f.title.as_str(), f.title_en.as_str()))
         .collect();
     assert_eq!(listed, expected);
+    let cancel = body["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "cancel_order")
+        .unwrap();
+    assert_eq!(
+        cancel["options"]["shipped"]["not_shipped"],
+        json!({ "zh": "还没发货", "en": "Still waiting to ship" }),
+        "a recorded choice reads as the buyer was offered it"
+    );
 }
 
 #[test]
