@@ -87,16 +87,8 @@ pub fn content_hash(dirs: &[&Path]) -> String {
 pub fn file_digests(dirs: &[&Path]) -> Vec<(PathBuf, [u8; 32])> {
     let mut digests = Vec::new();
     for dir in dirs {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|listing| {
-                listing
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort();
-        for path in paths {
+        // An unreadable folder hashes as empty; `check_dirs` reports it.
+        for path in knowledge::toml_files(dir).unwrap_or_default() {
             let digest = Sha256::digest(std::fs::read(&path).unwrap_or_default());
             digests.push((path, digest.into()));
         }

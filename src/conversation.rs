@@ -496,7 +496,7 @@ impl<'a> Turn<'a> {
                 Reason::FlowDecision
             };
             let handoff =
-                NewHandoff::from_flow(reason, &message, &flow.title, BTreeMap::new(), Vec::new());
+                NewHandoff::from_flow(reason, &message, flow, BTreeMap::new(), Vec::new());
             self.hand_off_with_text(handoff, prompt);
             self.set_state(ChatState::Waiting {
                 flow: Some(progress),
@@ -551,7 +551,7 @@ impl<'a> Turn<'a> {
             let handoff = NewHandoff::from_flow(
                 reason,
                 &message,
-                &flow.title,
+                flow,
                 progress.collected.clone(),
                 progress.evidence.clone(),
             );
@@ -603,7 +603,7 @@ impl<'a> Turn<'a> {
                 let handoff = NewHandoff::from_flow(
                     Reason::FlowStuck,
                     &message,
-                    &flow.title,
+                    flow,
                     next.collected.clone(),
                     next.evidence.clone(),
                 );
@@ -692,7 +692,7 @@ impl<'a> Turn<'a> {
             let handoff = NewHandoff::from_flow(
                 Reason::FlowDecision,
                 &message,
-                &flow.title,
+                flow,
                 progress.collected.clone(),
                 progress.evidence.clone(),
             );

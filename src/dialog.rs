@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +129,22 @@ pub struct Step {
     pub skip: Vec<String>,
     pub next: Option<String>,
     pub line: usize,
+}
+
+impl Step {
+    /// The label of option `value` of a choice step, in Chinese and English, as its prompts
+    /// number it (`2. 换货`): what the buyer picked, in words. None for another kind of step
+    /// or a value it does not offer (`validate` makes the prompts list every option).
+    pub fn option_label(&self, value: &str) -> Option<Template> {
+        let Collect::Choice(choices) = &self.collect else {
+            return None;
+        };
+        let index = choices.iter().position(|c| c.value == value)?;
+        Some(Template {
+            zh: numbered_options(&self.prompt.zh).get(index)?.clone(),
+            en: numbered_options(&self.prompt.en).get(index)?.clone(),
+        })
+    }
 }
 
 /// How a flow ends.
@@ -417,11 +433,8 @@ struct RawEnd {
 pub fn load_dir(dir: &Path, knowledge_base: &KnowledgeBase) -> (Flows, Vec<Diagnostic>) {
     let mut flows = Flows::default();
     let mut diagnostics = Vec::new();
-    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(listing) => listing
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect(),
+    let paths = match knowledge::toml_files(dir) {
+        Ok(paths) => paths,
         Err(error) => {
             diagnostics.push(knowledge::at(
                 dir,
@@ -431,7 +444,6 @@ pub fn load_dir(dir: &Path, knowledge_base: &KnowledgeBase) -> (Flows, Vec<Diagn
             return (flows, diagnostics);
         }
     };
-    paths.sort();
     for path in paths {
         let parsed = knowledge::read_text(&path)
             .map_err(|message| knowledge::at(&path, 0, message))

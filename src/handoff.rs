@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::dialog::Attachment;
+use crate::dialog::{Attachment, Flow};
 use crate::engine::Considered;
 
 /// Why the bot handed a chat over.
@@ -113,14 +113,14 @@ impl NewHandoff {
     pub fn from_flow(
         reason: Reason,
         message: &str,
-        flow_title: &str,
+        flow: &Flow,
         collected: BTreeMap<String, String>,
         evidence: Vec<Attachment>,
     ) -> NewHandoff {
         NewHandoff {
             reason,
             priority: reason.priority(),
-            summary: summary(reason, message, Some(flow_title), &collected),
+            summary: summary(reason, message, Some(flow), &collected),
             candidates: Vec::new(),
             collected,
             evidence,
@@ -131,20 +131,26 @@ impl NewHandoff {
 /// Characters of the buyer's message quoted in a summary.
 const QUOTE_CHARS: usize = 40;
 
-/// One line an agent reads at a glance: `[投诉] 商品破损 · 订单 123… · “买家的话”`.
+/// One line an agent reads at a glance: `[投诉] 商品破损 · 订单 123… · 希望 换货 · “买家的话”`.
+/// Flow and remedy are named as `dialogs/` names them, never by their codes.
 pub fn summary(
     reason: Reason,
     message: &str,
-    flow_title: Option<&str>,
+    flow: Option<&Flow>,
     collected: &BTreeMap<String, String>,
 ) -> String {
     let mut parts = vec![format!("[{}]", reason.label())];
-    parts.extend(flow_title.map(str::to_string));
+    parts.extend(flow.map(|f| f.title.clone()));
     if let Some(order) = collected.get("order").filter(|o| o.as_str() != "-") {
         parts.push(format!("订单 {order}"));
     }
     if let Some(remedy) = collected.get("remedy") {
-        parts.push(format!("希望 {remedy}"));
+        // The code stays only if an edit removed the option while the buyer was in the flow.
+        let label = flow
+            .and_then(|f| f.step("remedy"))
+            .and_then(|step| step.option_label(remedy))
+            .map_or_else(|| remedy.clone(), |label| label.zh);
+        parts.push(format!("希望 {label}"));
     }
     let quote: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut quote: String = quote.chars().take(QUOTE_CHARS).collect();
@@ -161,20 +167,52 @@ pub fn summary(
 mod tests {
     use super::*;
 
+    /// A flow with one choice step, as `dialogs/` writes it.
+    fn damaged_item() -> Flow {
+        let text = r#"
+id = "damaged_item"
+title = "商品破损"
+title_en = "Item arrived damaged"
+source = "test"
+starts = ["damaged_item"]
+responsible = "courier"
+
+[[step]]
+id = "remedy"
+collect = "choice"
+prompt = "请您回复序号：\n1. 补偿部分货款\n2. 换货"
+prompt_en = "Please reply with a number:\n1. Partial compensation\n2. Exchange"
+reask = "请您回复 1 或 2。"
+reask_en = "Please reply 1 or 2."
+next = "recorded"
+
+[[step.choice]]
+value = "compensation"
+words = ["补偿"]
+
+[[step.choice]]
+value = "exchange"
+words = ["换货"]
+
+[[end]]
+id = "recorded"
+say = "已为您登记。"
+say_en = "Recorded."
+handoff = true
+"#;
+        crate::dialog::parse_str(std::path::Path::new("damaged_item.toml"), text).unwrap()
+    }
+
     #[test]
-    fn summary_names_reason_flow_order_and_quotes_the_buyer() {
+    fn summary_names_reason_flow_order_and_remedy_in_words_and_quotes_the_buyer() {
         let mut collected = BTreeMap::new();
         collected.insert("order".to_string(), "2345678901234567".to_string());
         collected.insert("remedy".to_string(), "exchange".to_string());
-        let line = summary(
-            Reason::FlowDecision,
-            "杯子碎了",
-            Some("商品破损"),
-            &collected,
-        );
+        let flow = damaged_item();
+        let line = summary(Reason::FlowDecision, "杯子碎了", Some(&flow), &collected);
         assert_eq!(
             line,
-            "[售后待处理] · 商品破损 · 订单 2345678901234567 · 希望 exchange · “杯子碎了”"
+            "[售后待处理] · 商品破损 · 订单 2345678901234567 · 希望 换货 · “杯子碎了”"
         );
     }
 

@@ -1,9 +1,9 @@
 //! The knowledge base: entries (topic, examples, approved answers), the lexicon, the product
 //! catalog and the reply templates, read from `knowledge/`.
 //!
-//! `load_dir` is the only function here that touches disk; `parse_*` take `&str` so tests
-//! can feed text. Problems are collected as `Diagnostic`s (`file:line: message`), never
-//! stopping at the first.
+//! `load_dir` (with its helpers `toml_files` and `read_text`) is the only code here that
+//! touches disk; `parse_*` take `&str` so tests can feed text. Problems are collected as
+//! `Diagnostic`s (`file:line: message`), never stopping at the first.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -275,17 +275,13 @@ struct TemplateFile {
 pub fn load_dir(dir: &Path) -> (KnowledgeBase, Vec<Diagnostic>) {
     let mut knowledge_base = KnowledgeBase::default();
     let mut diagnostics = Vec::new();
-    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(listing) => listing
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect(),
+    let paths = match toml_files(dir) {
+        Ok(paths) => paths,
         Err(error) => {
             diagnostics.push(at(dir, 0, format!("cannot read the folder: {error}")));
             return (knowledge_base, diagnostics);
         }
     };
-    paths.sort();
     let mut template_lines: BTreeMap<String, Location> = BTreeMap::new();
     for path in paths {
         let text = match read_text(&path) {
@@ -343,6 +339,17 @@ pub fn load_dir(dir: &Path) -> (KnowledgeBase, Vec<Diagnostic>) {
     diagnostics.extend(validate(&knowledge_base, dir));
     diagnostics.extend(check_phrasing(&knowledge_base, &template_lines));
     (knowledge_base, diagnostics)
+}
+
+/// The `*.toml` files directly in `dir`, sorted by path, so every reader sees one order.
+/// Unreadable directory entries are skipped; an unreadable folder is the caller's to report.
+pub(crate) fn toml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    Ok(paths)
 }
 
 /// Reads a file as UTF-8 text, refusing huge, binary and non-UTF-8 files with a clear message.

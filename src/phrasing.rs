@@ -27,7 +27,10 @@ pub struct Rule {
     pub lang: RuleLang,
     /// Where the rule comes from (POLICIES.md section, seed).
     pub source: String,
+    /// What the rule asks, in English (`kb check`, the English console).
     pub message: String,
+    /// The same in Chinese, for the Chinese console.
+    pub message_zh: String,
     /// Forbidden: Chinese anywhere, English as whole words in any case.
     #[serde(default)]
     pub phrases: Vec<String>,
@@ -54,7 +57,10 @@ pub enum RuleLang {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     pub rule: String,
+    /// The rule's message in English.
     pub message: String,
+    /// The rule's message in Chinese.
+    pub message_zh: String,
     pub source: String,
     /// Byte range of the offending phrase (empty for a missing required phrase).
     pub span: Range<usize>,
@@ -138,6 +144,7 @@ fn violation(
     Violation {
         rule: rule.id.clone(),
         message: rule.message.clone(),
+        message_zh: rule.message_zh.clone(),
         source: rule.source.clone(),
         span,
         found: found.to_string(),

@@ -2,7 +2,8 @@
 //! `Authorization: Bearer TOKEN` of an agent added with `xiaoer agent add`) and the web page
 //! at `/console` that uses it. Agents see the queue, open a handoff with its transcript, claim
 //! it, reply through the chat's own channel (after the phrasing check), leave notes, close the
-//! case or hand the chat back to the bot.
+//! case or hand the chat back to the bot. Names of flows come from `dialogs/` through the API,
+//! so the page hard-codes none.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::auth::token_hash;
 use crate::channels::http::{rfc3339, ApiError};
-use crate::dialog::Party;
+use crate::dialog::{Collect, Flow, Party};
 use crate::phrasing;
 use crate::reply;
 use crate::service::{EditRefused, Service};
@@ -53,6 +54,7 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/api/agent/ratings", get(ratings))
         .route("/api/agent/answers", get(answers))
         .route("/api/agent/knowledge", get(knowledge))
+        .route("/api/agent/flows", get(flows))
 }
 
 /// An agent signed in with a valid token.
@@ -275,7 +277,8 @@ async fn agent_reply(
             .iter()
             .map(|v| {
                 json!({
-                    "rule": v.rule, "message": v.message, "source": v.source, "found": v.found,
+                    "rule": v.rule, "message": v.message, "message_zh": v.message_zh,
+                    "source": v.source, "found": v.found,
                     "start": v.span.start, "end": v.span.end, "replacement": v.replacement,
                 })
             })
@@ -666,6 +669,36 @@ async fn answers(State(service): State<Arc<Service>>, _: SignedIn) -> Json<Value
         .map(|e| json!({ "id": e.id, "title": e.title, "title_en": e.title_en, "answer": e.answer, "answer_en": e.answer_en }))
         .collect();
     Json(json!({ "answers": listing }))
+}
+
+/// The after-sales flows from `dialogs/`: their titles (the page names a case's kind so) and
+/// each choice step's options as the buyer was offered them, so the page shows what a buyer
+/// picked in words (`remedy: exchange` → 换货 / Exchange), never the recorded code.
+async fn flows(State(service): State<Arc<Service>>, _: SignedIn) -> Json<Value> {
+    let bot = service.bot();
+    let listing: Vec<Value> = bot.flows.flows.iter().map(flow_json).collect();
+    Json(json!({ "flows": listing }))
+}
+
+fn flow_json(flow: &Flow) -> Value {
+    let mut options = serde_json::Map::new();
+    for step in &flow.steps {
+        let Collect::Choice(choices) = &step.collect else {
+            continue;
+        };
+        let labels: serde_json::Map<String, Value> = choices
+            .iter()
+            .filter_map(|choice| {
+                let label = step.option_label(&choice.value)?;
+                Some((
+                    choice.value.clone(),
+                    json!({ "zh": label.zh, "en": label.en }),
+                ))
+            })
+            .collect();
+        options.insert(step.id.clone(), Value::Object(labels));
+    }
+    json!({ "id": flow.id, "title": flow.title, "title_en": flow.title_en, "options": options })
 }
 
 /// The knowledge version serving, and why the last edit was refused, if it was.

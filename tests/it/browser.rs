@@ -191,15 +191,8 @@ async fn take_a_handoff(bot: Arc<TestBot>, page: Client, base: String) {
     let bob = bot.add_agent("bob", "agent");
     // Two buyers are already waiting: a complaint bob holds, and a broken cup.
     bot.say("web-7c1f", "我要投诉你们，客服一直不回复").await;
-    let complaint = handoff_of(&bot, &alice, "web-7c1f").await;
-    let (status, _) = bot
-        .agent(
-            Some(&bob),
-            "POST",
-            &format!("/api/agent/handoffs/{complaint}/claim"),
-            None,
-        )
-        .await;
+    let complaint = bot.handoff_of(&alice, "web-7c1f").await;
+    let (status, _) = bot.act(&bob, complaint, "claim", None).await;
     assert_eq!(status, 200);
     bot.say("web-3a9e", "收到的杯子碎了").await;
     bot.say("web-3a9e", ORDER).await;
@@ -315,7 +308,7 @@ async fn take_a_handoff(bot: Arc<TestBot>, page: Client, base: String) {
         .await
         .unwrap();
     wait_for_text(&page, "#action-status", "已发送").await;
-    let seen = buyer_sees(&bot, "web-5f2c").await;
+    let seen = bot.buyer_sees("web-5f2c").await;
     assert_eq!(
         seen.last(),
         Some(&("agent".to_string(), reply.to_string())),
@@ -335,9 +328,15 @@ async fn take_a_handoff(bot: Arc<TestBot>, page: Client, base: String) {
     let violations = wait_for_text(&page, "#violations", "非常抱歉").await;
     assert!(violations.contains("不好意思"), "{violations}");
     assert!(violations.contains("no_promises"), "{violations}");
+    // Each rule says what it asks in the page's language.
+    assert!(violations.contains("切勿用“你”"), "{violations}");
+    click(&page, "lang-toggle").await;
+    wait_for_text(&page, "#violations", "address the buyer as 您").await;
+    click(&page, "lang-toggle").await;
+    wait_for_text(&page, "#violations", "切勿用“你”").await;
     assert_eq!(value_of(&page, "reply-text").await, careless);
     assert!(
-        !buyer_sees(&bot, "web-5f2c")
+        !bot.buyer_sees("web-5f2c")
             .await
             .iter()
             .any(|(_, t)| t.contains("明天一定到")),
@@ -404,9 +403,11 @@ async fn close_the_broken_cup_case(bot: &TestBot, page: &Client) {
     wait_for_text(page, "#transcript", "收到的杯子碎了").await;
     let collected = wait_for_text(page, "#collected", ORDER).await;
     assert!(
-        collected.contains("换货"),
-        "the remedy is shown: {collected}"
+        collected.contains("换一件新的") && !collected.contains("exchange"),
+        "the remedy is shown as the buyer was offered it: {collected}"
     );
+    let summary = text(page, "#detail-summary").await;
+    assert!(summary.contains("希望 换一件新的"), "{summary}");
     let photo = script(
         page,
         "return [...document.querySelectorAll('#collected a')].map(a => a.href)",
@@ -434,6 +435,13 @@ async fn walk_the_other_tabs(bot: &TestBot, page: &Client) {
     tab(page, "cases").await;
     let cases = wait_for_text(page, "#cases-body", "补发新杯子").await;
     assert!(cases.contains("快递") && cases.contains("alice"), "{cases}");
+    // The case's kind is named by its flow's title from dialogs/, in the page's language.
+    assert!(cases.contains("商品破损"), "{cases}");
+    click(page, "lang-toggle").await;
+    let english = wait_for_text(page, "#cases-body", "Item arrived damaged").await;
+    assert!(english.contains("Exchange for a new one"), "{english}");
+    click(page, "lang-toggle").await;
+    wait_for_text(page, "#cases-body", "商品破损").await;
     let week = page.find(Locator::Id("cases-week")).await.unwrap();
     week.send_keys("2026-W40\u{e007}").await.unwrap();
     wait_for_text(page, "#cases-body", "没有符合条件的记录").await;
@@ -475,38 +483,6 @@ async fn tab(page: &Client, view: &str) {
     .click()
     .await
     .unwrap();
-}
-
-/// The id of the open handoff of `chat`, from the API.
-async fn handoff_of(bot: &TestBot, token: &str, chat: &str) -> i64 {
-    let (_, body) = bot
-        .agent(Some(token), "GET", "/api/agent/handoffs", None)
-        .await;
-    body["handoffs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["chat_id"] == chat)
-        .and_then(|h| h["id"].as_i64())
-        .unwrap_or_else(|| panic!("no handoff for {chat}: {body}"))
-}
-
-/// The chat's messages a buyer polls, as (from, text).
-async fn buyer_sees(bot: &TestBot, chat: &str) -> Vec<(String, String)> {
-    let (_, body) = bot
-        .request("GET", &format!("/api/chat/{chat}/messages"), None)
-        .await;
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["from"].as_str().unwrap_or_default().to_string(),
-                m["text"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
 }
 
 async fn script(page: &Client, source: &str) -> Value {

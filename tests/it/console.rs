@@ -2,44 +2,18 @@
 //! phrasing check, notes, closing with a rating, handing back to the bot, cases, unanswered
 //! questions, quick phrases.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::{replies, TestBot};
 
 const ORDER: &str = "2345678901234567";
-
-async fn queue(bot: &TestBot, token: &str) -> Vec<Value> {
-    let (status, body) = bot
-        .agent(Some(token), "GET", "/api/agent/handoffs", None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["handoffs"].as_array().unwrap().clone()
-}
-
-/// The chat's messages a buyer polls, as (from, text).
-async fn buyer_sees(bot: &TestBot, chat: &str) -> Vec<(String, String)> {
-    let (_, body) = bot
-        .request("GET", &format!("/api/chat/{chat}/messages"), None)
-        .await;
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["from"].as_str().unwrap().to_string(),
-                m["text"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn every_agent_endpoint_needs_a_valid_token() {
     let bot = TestBot::new();
     let token = bot.add_agent("alice", "agent");
     bot.say("u1", "转人工").await;
-    let id = queue(&bot, &token).await[0]["id"].as_i64().unwrap();
+    let id = bot.queue(&token).await[0]["id"].as_i64().unwrap();
     let endpoints = [
         ("GET", "/api/agent/me".to_string()),
         ("GET", "/api/agent/handoffs".to_string()),
@@ -55,6 +29,7 @@ async fn every_agent_endpoint_needs_a_valid_token() {
         ("GET", "/api/agent/ratings".to_string()),
         ("GET", "/api/agent/answers".to_string()),
         ("GET", "/api/agent/knowledge".to_string()),
+        ("GET", "/api/agent/flows".to_string()),
     ];
     let forged = "0".repeat(64);
     for (method, uri) in &endpoints {
@@ -68,7 +43,7 @@ async fn every_agent_endpoint_needs_a_valid_token() {
     let (status, me) = bot.agent(Some(&token), "GET", "/api/agent/me", None).await;
     assert_eq!((status, me["name"].as_str()), (200, Some("alice")));
     assert_eq!(
-        queue(&bot, &token).await[0]["state"],
+        bot.queue(&token).await[0]["state"],
         "waiting",
         "nothing was changed by the refused calls"
     );
@@ -84,7 +59,7 @@ async fn the_queue_lists_complaints_first_then_oldest_with_waiting_time() {
     bot.clock.advance_s(30);
     bot.say("q3", "我要投诉你们").await;
     bot.clock.advance_s(10);
-    let listed = queue(&bot, &token).await;
+    let listed = bot.queue(&token).await;
     let order: Vec<(&str, &str, &str, i64)> = listed
         .iter()
         .map(|h| {
@@ -123,12 +98,12 @@ async fn a_flow_handoff_opens_with_transcript_collected_case_and_notes() {
     bot.say("d1", ORDER).await;
     bot.send_photo("d1", "crack-1").await;
     bot.say("d1", "3").await;
-    let id = queue(&bot, &token).await[0]["id"].as_i64().unwrap();
+    let id = bot.queue(&token).await[0]["id"].as_i64().unwrap();
     let (status, note) = bot
-        .agent(
-            Some(&token),
-            "POST",
-            &format!("/api/agent/handoffs/{id}/note"),
+        .act(
+            &token,
+            id,
+            "note",
             Some(json!({"text": "快递已联系，等回复"})),
         )
         .await;
@@ -145,6 +120,11 @@ async fn a_flow_handoff_opens_with_transcript_collected_case_and_notes() {
     assert_eq!(detail["reason"], "flow_decision");
     assert_eq!(detail["collected"]["order"], ORDER);
     assert_eq!(detail["collected"]["remedy"], "return");
+    let summary = detail["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("商品破损") && summary.contains("希望 退货退款"),
+        "flow and remedy in words, as the buyer was offered them: {summary}"
+    );
     assert_eq!(detail["evidence"][0]["id"], "crack-1");
     assert_eq!(detail["case"]["kind"], "damaged_item");
     assert_eq!(detail["case"]["responsible"], "courier");
@@ -169,11 +149,10 @@ async fn only_one_agent_can_claim_a_chat() {
     let alice = bot.add_agent("alice", "agent");
     let bob = bot.add_agent("bob", "agent");
     bot.say("c1", "转人工").await;
-    let id = queue(&bot, &alice).await[0]["id"].as_i64().unwrap();
-    let uri = format!("/api/agent/handoffs/{id}/claim");
+    let id = bot.queue(&alice).await[0]["id"].as_i64().unwrap();
     let (a, b) = tokio::join!(
-        bot.agent(Some(&alice), "POST", &uri, None),
-        bot.agent(Some(&bob), "POST", &uri, None)
+        bot.act(&alice, id, "claim", None),
+        bot.act(&bob, id, "claim", None)
     );
     let mut statuses = [a.0, b.0];
     statuses.sort();
@@ -186,19 +165,19 @@ async fn only_one_agent_can_claim_a_chat() {
     let winner_token = if a.0 == 200 { &alice } else { &bob };
     let loser_token = if a.0 == 200 { &bob } else { &alice };
     let (status, _) = bot
-        .agent(
-            Some(loser_token),
-            "POST",
-            &format!("/api/agent/handoffs/{id}/reply"),
+        .act(
+            loser_token,
+            id,
+            "reply",
             Some(json!({"text": "您好，请问有什么可以帮您？"})),
         )
         .await;
     assert_eq!(status, 409, "only the holder replies");
     let (status, _) = bot
-        .agent(
-            Some(winner_token),
-            "POST",
-            &format!("/api/agent/handoffs/{id}/reply"),
+        .act(
+            winner_token,
+            id,
+            "reply",
             Some(json!({"text": "您好，请问有什么可以帮您？"})),
         )
         .await;
@@ -210,30 +189,23 @@ async fn a_reply_reaches_the_buyer_and_a_rule_breaking_one_is_refused_with_the_w
     let bot = TestBot::new();
     let token = bot.add_agent("alice", "agent");
     bot.say("r1", "转人工").await;
-    let id = queue(&bot, &token).await[0]["id"].as_i64().unwrap();
-    let reply_uri = format!("/api/agent/handoffs/{id}/reply");
+    let id = bot.queue(&token).await[0]["id"].as_i64().unwrap();
     let (status, _) = bot
-        .agent(
-            Some(&token),
-            "POST",
-            &reply_uri,
+        .act(
+            &token,
+            id,
+            "reply",
             Some(json!({"text": "您好，请问有什么可以帮您？"})),
         )
         .await;
     assert_eq!(status, 409, "claim first");
-    bot.agent(
-        Some(&token),
-        "POST",
-        &format!("/api/agent/handoffs/{id}/claim"),
-        None,
-    )
-    .await;
+    bot.act(&token, id, "claim", None).await;
 
     let (status, refused) = bot
-        .agent(
-            Some(&token),
-            "POST",
-            &reply_uri,
+        .act(
+            &token,
+            id,
+            "reply",
             Some(json!({"text": "不好意思，你的包裹明天一定到"})),
         )
         .await;
@@ -254,8 +226,16 @@ async fn a_reply_reaches_the_buyer_and_a_rule_breaking_one_is_refused_with_the_w
         .find(|v| v["found"] == "不好意思")
         .unwrap();
     assert_eq!(sorry["replacement"], "非常抱歉");
+    let knowledge = bot.service.bot();
+    let rules = &knowledge.engine.knowledge_base().phrasing.rule;
+    let rule = rules.iter().find(|r| r.id == "no_bu_phrases").unwrap();
+    assert_eq!(
+        (sorry["message"].as_str(), sorry["message_zh"].as_str()),
+        (Some(rule.message.as_str()), Some(rule.message_zh.as_str())),
+        "the rule says what it asks in English and in Chinese"
+    );
     assert!(
-        !buyer_sees(&bot, "r1")
+        !bot.buyer_sees("r1")
             .await
             .iter()
             .any(|(_, t)| t.contains("明天一定到")),
@@ -263,15 +243,15 @@ async fn a_reply_reaches_the_buyer_and_a_rule_breaking_one_is_refused_with_the_w
     );
 
     let (status, sent) = bot
-        .agent(
-            Some(&token),
-            "POST",
-            &reply_uri,
+        .act(
+            &token,
+            id,
+            "reply",
             Some(json!({"text": "您好，我是客服小李，请问有什么可以帮您？"})),
         )
         .await;
     assert_eq!(status, 200, "{sent}");
-    let seen = buyer_sees(&bot, "r1").await;
+    let seen = bot.buyer_sees("r1").await;
     assert_eq!(
         seen.last().unwrap(),
         &(
@@ -280,12 +260,7 @@ async fn a_reply_reaches_the_buyer_and_a_rule_breaking_one_is_refused_with_the_w
         )
     );
     let (status, _) = bot
-        .agent(
-            Some(&token),
-            "POST",
-            &reply_uri,
-            Some(json!({"text": "  "})),
-        )
+        .act(&token, id, "reply", Some(json!({"text": "  "})))
         .await;
     assert_eq!(status, 400);
 }
@@ -298,34 +273,27 @@ async fn closing_records_the_outcome_and_the_buyers_rating_per_agent() {
     bot.say("k1", ORDER).await;
     bot.send_photo("k1", "crack-1").await;
     bot.say("k1", "1").await;
-    let id = queue(&bot, &token).await[0]["id"].as_i64().unwrap();
-    bot.agent(
-        Some(&token),
-        "POST",
-        &format!("/api/agent/handoffs/{id}/claim"),
-        None,
-    )
-    .await;
-    let close_uri = format!("/api/agent/handoffs/{id}/close");
+    let id = bot.queue(&token).await[0]["id"].as_i64().unwrap();
+    bot.act(&token, id, "claim", None).await;
     let (status, _) = bot
-        .agent(
-            Some(&token),
-            "POST",
-            &close_uri,
+        .act(
+            &token,
+            id,
+            "close",
             Some(json!({"outcome": "补偿20元", "responsible": "nobody"})),
         )
         .await;
     assert_eq!(status, 400);
     let (status, closed) = bot
-        .agent(
-            Some(&token),
-            "POST",
-            &close_uri,
+        .act(
+            &token,
+            id,
+            "close",
             Some(json!({"outcome": "补偿20元", "responsible": "快递"})),
         )
         .await;
     assert_eq!(status, 200, "{closed}");
-    assert!(queue(&bot, &token).await.is_empty());
+    assert!(bot.queue(&token).await.is_empty());
     let (_, cases) = bot
         .agent(Some(&token), "GET", "/api/agent/cases", None)
         .await;
@@ -345,7 +313,7 @@ async fn closing_records_the_outcome_and_the_buyers_rating_per_agent() {
         )
     );
     assert!(
-        buyer_sees(&bot, "k1")
+        bot.buyer_sees("k1")
             .await
             .last()
             .unwrap()
@@ -376,14 +344,8 @@ async fn a_chat_handed_back_is_answered_by_the_bot_again() {
     let bot = TestBot::new();
     let token = bot.add_agent("alice", "agent");
     bot.say("b1", "转人工").await;
-    let id = queue(&bot, &token).await[0]["id"].as_i64().unwrap();
-    bot.agent(
-        Some(&token),
-        "POST",
-        &format!("/api/agent/handoffs/{id}/claim"),
-        None,
-    )
-    .await;
+    let id = bot.queue(&token).await[0]["id"].as_i64().unwrap();
+    bot.act(&token, id, "claim", None).await;
     let held = bot.say("b1", "能开发票吗").await;
     assert_eq!(
         held["replies"].as_array().unwrap().len(),
@@ -391,23 +353,15 @@ async fn a_chat_handed_back_is_answered_by_the_bot_again() {
         "the agent answers, not the bot"
     );
     let bob = bot.add_agent("bob", "agent");
-    let uri = format!("/api/agent/handoffs/{id}/release");
-    let (status, refused) = bot.agent(Some(&bob), "POST", &uri, None).await;
+    let (status, refused) = bot.act(&bob, id, "release", None).await;
     assert_eq!(
         status, 409,
         "only the holder hands a claimed chat back: {refused}"
     );
-    let (status, _) = bot
-        .agent(
-            Some(&token),
-            "POST",
-            &format!("/api/agent/handoffs/{id}/release"),
-            None,
-        )
-        .await;
+    let (status, _) = bot.act(&token, id, "release", None).await;
     assert_eq!(status, 200);
     assert!(
-        buyer_sees(&bot, "b1")
+        bot.buyer_sees("b1")
             .await
             .last()
             .unwrap()
@@ -420,14 +374,7 @@ async fn a_chat_handed_back_is_answered_by_the_bot_again() {
         (answered["state"].as_str(), answered["topic"].as_str()),
         (Some("bot"), Some("invoice"))
     );
-    let (status, _) = bot
-        .agent(
-            Some(&token),
-            "POST",
-            &format!("/api/agent/handoffs/{id}/release"),
-            None,
-        )
-        .await;
+    let (status, _) = bot.act(&token, id, "release", None).await;
     assert_eq!(status, 409);
 }
 
@@ -533,6 +480,47 @@ async fn quick_phrases_are_the_approved_answers() {
     assert_eq!(
         body["answers"].as_array().unwrap().len(),
         knowledge.engine.knowledge_base().entries.len()
+    );
+}
+
+#[tokio::test]
+async fn the_console_names_every_flow_and_option_as_its_dialog_file_does() {
+    let bot = TestBot::new();
+    let token = bot.add_agent("alice", "agent");
+    let (status, body) = bot
+        .agent(Some(&token), "GET", "/api/agent/flows", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<(&str, &str, &str)> = body["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap(),
+                f["title"].as_str().unwrap(),
+                f["title_en"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let knowledge = bot.service.bot();
+    let expected: Vec<(&str, &str, &str)> = knowledge
+        .flows
+        .flows
+        .iter()
+        .map(|f| (f.id.as_str(), f.title.as_str(), f.title_en.as_str()))
+        .collect();
+    assert_eq!(listed, expected);
+    let cancel = body["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "cancel_order")
+        .unwrap();
+    assert_eq!(
+        cancel["options"]["shipped"]["not_shipped"],
+        json!({ "zh": "还没发货", "en": "Still waiting to ship" }),
+        "a recorded choice reads as the buyer was offered it"
     );
 }
 

@@ -1,4 +1,5 @@
-//! Shared fixtures: the engine over the real knowledge base, built once per test binary.
+//! Shared fixtures: the engine over the real knowledge base, built once per test binary; the
+//! bot behind its HTTP router, and requests to it as a buyer or as an agent.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -87,27 +88,12 @@ impl TestBot {
         uri: &str,
         body: Option<String>,
     ) -> (u16, serde_json::Value) {
-        use http_body_util::BodyExt;
-        use tower::ServiceExt;
-        let request = axum::http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(body.unwrap_or_default()))
-            .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        (status, json)
+        send(&self.router, method, uri, &[], body).await
     }
 
     /// Adds an agent to the store and returns its token.
     pub fn add_agent(&self, name: &str, role: &str) -> String {
-        let token = xiaoer::auth::new_token().unwrap();
-        let hash = xiaoer::auth::token_hash(&token);
-        assert!(self.store().add_agent(name, role, &hash, 0).unwrap());
-        token
+        add_agent(self.store().as_ref(), name, role)
     }
 
     /// A request as an agent (`token` None: without Authorization).
@@ -118,24 +104,56 @@ impl TestBot {
         uri: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
-        use http_body_util::BodyExt;
-        use tower::ServiceExt;
-        let mut request = axum::http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json");
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let request = request.body(axum::body::Body::from(body)).unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-        });
-        (status, json)
+        as_agent(&self.router, token, method, uri, body).await
+    }
+
+    /// `POST /api/agent/handoffs/{id}/{action}` (claim, reply, note, close, release) as an agent.
+    pub async fn act(
+        &self,
+        token: &str,
+        id: i64,
+        action: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let uri = format!("/api/agent/handoffs/{id}/{action}");
+        self.agent(Some(token), "POST", &uri, body).await
+    }
+
+    /// The open handoffs as the console lists them; panics unless the listing is answered.
+    pub async fn queue(&self, token: &str) -> Vec<serde_json::Value> {
+        let (status, body) = self
+            .agent(Some(token), "GET", "/api/agent/handoffs", None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["handoffs"].as_array().unwrap().clone()
+    }
+
+    /// The id of the open handoff of `chat`.
+    pub async fn handoff_of(&self, token: &str, chat: &str) -> i64 {
+        let queue = self.queue(token).await;
+        queue
+            .iter()
+            .find(|h| h["chat_id"] == chat)
+            .and_then(|h| h["id"].as_i64())
+            .unwrap_or_else(|| panic!("no handoff for {chat}: {queue:?}"))
+    }
+
+    /// The chat's messages a buyer polls, as (from, text).
+    pub async fn buyer_sees(&self, chat: &str) -> Vec<(String, String)> {
+        let (_, body) = self
+            .request("GET", &format!("/api/chat/{chat}/messages"), None)
+            .await;
+        body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["from"].as_str().unwrap_or_default().to_string(),
+                    m["text"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
     }
 
     /// A buyer message through `POST /api/chat`; panics unless it is answered with 200.
@@ -166,6 +184,60 @@ impl TestBot {
     pub fn chat(id: &str) -> xiaoer::conversation::ChatKey {
         xiaoer::conversation::ChatKey::parse("http", id).unwrap()
     }
+}
+
+/// Sends one request through `router` with a JSON body (empty when None) and these headers;
+/// returns the status and the body as JSON (a JSON string when it is not JSON: CSV, text).
+pub async fn send(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> (u16, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(axum::body::Body::from(body.unwrap_or_default()))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    (status, json)
+}
+
+/// A request to the agents' API with `Authorization: Bearer token` (None: without it).
+pub async fn as_agent(
+    router: &axum::Router,
+    token: Option<&str>,
+    method: &str,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let authorization = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = authorization
+        .iter()
+        .map(|value| ("authorization", value.as_str()))
+        .collect();
+    send(router, method, uri, &headers, body.map(|b| b.to_string())).await
+}
+
+/// Adds an agent to `store` and returns its token.
+pub fn add_agent(store: &dyn xiaoer::storage::Store, name: &str, role: &str) -> String {
+    let token = xiaoer::auth::new_token().unwrap();
+    let hash = xiaoer::auth::token_hash(&token);
+    assert!(store.add_agent(name, role, &hash, 0).unwrap());
+    token
 }
 
 /// The replies of a chat response, joined.

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tower::ServiceExt;
 use xiaoer::channels::telegram::{Telegram, SECRET_HEADER};
 use xiaoer::config::{Secret, Settings, TelegramSettings};
 use xiaoer::conversation::ChatKey;
@@ -17,7 +16,7 @@ use xiaoer::service::{Clock, Service};
 use xiaoer::storage::{NewMessage, Sender, SqliteStore, Store};
 
 use crate::fake_telegram::{chat_json, Failure, FakeTelegram, Sent, BOT_ID, BOT_USERNAME, TOKEN};
-use crate::support::{beijing, repo_path, ManualClock};
+use crate::support::{add_agent, as_agent, beijing, repo_path, send, ManualClock};
 
 const ORDER: &str = "2345678901234567";
 /// Long enough for a 5xx: teloxide waits 10 s before it reads a server error.
@@ -460,9 +459,7 @@ async fn a_buyer_who_blocked_the_bot_is_tried_once_per_message_and_the_agent_see
 
     // The agent opening the handoff sees that the buyer can't be reached, and why.
     let console = xiaoer::channels::http::router(shop.service.clone());
-    let token = xiaoer::auth::new_token().unwrap();
-    let hash = xiaoer::auth::token_hash(&token);
-    assert!(shop.store().add_agent("小李", "agent", &hash, 0).unwrap());
+    let token = add_agent(shop.store().as_ref(), "小李", "agent");
     let handoff = shop
         .store()
         .open_handoffs()
@@ -470,12 +467,9 @@ async fn a_buyer_who_blocked_the_bot_is_tried_once_per_message_and_the_agent_see
         .into_iter()
         .find(|h| h.chat == blocked.key())
         .expect("a handoff in the queue");
-    let request = axum::http::Request::builder()
-        .uri(format!("/api/agent/handoffs/{}", handoff.id))
-        .header("authorization", format!("Bearer {token}"))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let detail = json_body(console.oneshot(request).await.unwrap()).await;
+    let uri = format!("/api/agent/handoffs/{}", handoff.id);
+    let (status, detail) = as_agent(&console, Some(&token), "GET", &uri, None).await;
+    assert_eq!(status, 200);
     let transcript = detail["transcript"].as_array().unwrap();
     let bot_line = transcript.iter().find(|m| m["from"] == "bot").unwrap();
     assert_eq!(bot_line["undeliverable"], "blocked");
@@ -495,14 +489,6 @@ async fn a_buyer_who_blocked_the_bot_is_tried_once_per_message_and_the_agent_see
     let again = blocked.says("能开发票吗").await;
     assert!(!again.is_empty());
     assert_eq!(shop.fake.refused(blocked.chat), 2);
-}
-
-/// The JSON of a response.
-async fn json_body(response: axum::response::Response) -> Value {
-    use http_body_util::BodyExt;
-    assert_eq!(response.status(), 200);
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&bytes).unwrap()
 }
 
 /// An agent's message to the chat, stored as the console stores it.
@@ -699,20 +685,11 @@ async fn webhook_shop(fake: &FakeTelegram) -> (axum::Router, Arc<Service>) {
 
 /// Posts an update to the webhook as Telegram does; returns the status once answered.
 async fn post_to_webhook(router: &axum::Router, update: &Value) -> u16 {
-    let request = axum::http::Request::builder()
-        .method("POST")
-        .uri("/telegram/webhook")
-        .header("content-type", "application/json")
-        .header(SECRET_HEADER, WEBHOOK_SECRET)
-        .body(axum::body::Body::from(update.to_string()))
-        .unwrap();
-    router
-        .clone()
-        .oneshot(request)
+    let secret = [(SECRET_HEADER, WEBHOOK_SECRET)];
+    let body = Some(update.to_string());
+    send(router, "POST", "/telegram/webhook", &secret, body)
         .await
-        .unwrap()
-        .status()
-        .as_u16()
+        .0
 }
 
 /// The fields of a photo sent in an album.
@@ -805,7 +782,6 @@ async fn an_album_sent_to_the_webhook_is_one_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_takes_only_updates_carrying_the_secret() {
-    use http_body_util::BodyExt;
     let fake = FakeTelegram::start().await;
     let (router, service) = webhook_shop(&fake).await;
     let registered = fake.calls("setWebhook");
@@ -822,35 +798,24 @@ async fn the_webhook_takes_only_updates_carrying_the_secret() {
             "from": {"id": 4214, "is_bot": false, "first_name": "买家"}, "text": "能开发票吗"
         }
     });
-    let post = |secret: Option<&str>| {
-        let mut request = axum::http::Request::builder()
-            .method("POST")
-            .uri("/telegram/webhook")
-            .header("content-type", "application/json");
-        if let Some(secret) = secret {
-            request = request.header(SECRET_HEADER, secret);
+    let post = |secret: Option<&'static str>| {
+        let headers: Vec<(&str, &str)> = secret.map(|s| (SECRET_HEADER, s)).into_iter().collect();
+        let (router, body) = (&router, update.to_string());
+        async move {
+            send(router, "POST", "/telegram/webhook", &headers, Some(body))
+                .await
+                .0
         }
-        request
-            .body(axum::body::Body::from(update.to_string()))
-            .unwrap()
     };
     for wrong in [None, Some("guess"), Some("s3cret-token_2")] {
-        let response = router.clone().oneshot(post(wrong)).await.unwrap();
-        assert_eq!(response.status(), 401);
+        assert_eq!(post(wrong).await, 401);
     }
     let chat = ChatKey::parse("telegram", "4214").unwrap();
     assert!(service.store().messages(&chat, 0).unwrap().is_empty());
 
-    let response = router
-        .clone()
-        .oneshot(post(Some(WEBHOOK_SECRET)))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let _ = response.into_body().collect().await;
+    assert_eq!(post(Some(WEBHOOK_SECRET)).await, 200);
     // Telegram retries an update it got no 200 for: the second delivery is answered once.
-    let again = router.oneshot(post(Some(WEBHOOK_SECRET))).await.unwrap();
-    assert_eq!(again.status(), 200);
+    assert_eq!(post(Some(WEBHOOK_SECRET)).await, 200);
     fake.wait_until(PATIENCE, "the answer", |fake| {
         !fake.sent_to(4214).is_empty()
     })
