@@ -121,6 +121,8 @@ pub struct Choice {
 pub struct Step {
     /// Also the name under which the answer is recorded (`order`, `photos`, `remedy` …).
     pub id: String,
+    /// What the step collects, as an agent reads it among the collected facts.
+    pub label: Template,
     pub prompt: Template,
     /// Asked again, politely, when the answer does not fit.
     pub reask: Template,
@@ -402,6 +404,8 @@ struct RawFlow {
 #[serde(deny_unknown_fields)]
 struct RawStep {
     id: toml::Spanned<String>,
+    label: String,
+    label_en: String,
     collect: String,
     prompt: String,
     prompt_en: String,
@@ -484,6 +488,10 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Flow, Diagnostic> {
         };
         steps.push(Step {
             id: step.id.into_inner(),
+            label: Template {
+                zh: step.label,
+                en: step.label_en,
+            },
             prompt: Template {
                 zh: step.prompt,
                 en: step.prompt_en,

@@ -179,6 +179,8 @@ responsible = "courier"
 
 [[step]]
 id = "remedy"
+label = "希望的处理方式"
+label_en = "Remedy asked for"
 collect = "choice"
 prompt = "请您回复序号：\n1. 补偿部分货款\n2. 换货"
 prompt_en = "Please reply with a number:\n1. Partial compensation\n2. Exchange"

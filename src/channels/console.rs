@@ -681,6 +681,14 @@ async fn flows(State(service): State<Arc<Service>>, _: SignedIn) -> Json<Value> 
 }
 
 fn flow_json(flow: &Flow) -> Value {
+    let fields: serde_json::Map<String, Value> = flow
+        .steps
+        .iter()
+        .map(|step| {
+            let label = json!({ "zh": step.label.zh, "en": step.label.en });
+            (step.id.clone(), label)
+        })
+        .collect();
     let mut options = serde_json::Map::new();
     for step in &flow.steps {
         let Collect::Choice(choices) = &step.collect else {
@@ -698,7 +706,13 @@ fn flow_json(flow: &Flow) -> Value {
             .collect();
         options.insert(step.id.clone(), Value::Object(labels));
     }
-    json!({ "id": flow.id, "title": flow.title, "title_en": flow.title_en, "options": options })
+    json!({
+        "id": flow.id,
+        "title": flow.title,
+        "title_en": flow.title_en,
+        "fields": fields,
+        "options": options,
+    })
 }
 
 /// The knowledge version serving, and why the last edit was refused, if it was.

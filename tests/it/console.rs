@@ -522,6 +522,11 @@ async fn the_console_names_every_flow_and_option_as_its_dialog_file_does() {
         json!({ "zh": "还没发货", "en": "Still waiting to ship" }),
         "a recorded choice reads as the buyer was offered it"
     );
+    assert_eq!(
+        cancel["fields"]["shipped"],
+        json!({ "zh": "是否已发货", "en": "Shipped yet" }),
+        "a collected fact is named as its step in the dialog file"
+    );
 }
 
 #[test]
