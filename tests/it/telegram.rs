@@ -611,24 +611,34 @@ async fn a_group_hears_only_what_is_addressed_to_the_bot() {
     assert_eq!(reply_to_bot.len(), 1, "{reply_to_bot:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_in_the_middle_of_a_flow_resumes_at_the_same_step() {
-    let data = tempfile::tempdir().unwrap();
-    let fake = FakeTelegram::start().await;
-    // The first bot runs in a runtime of its own, which is then dropped as a killed process.
-    let first_runtime = tokio::runtime::Builder::new_multi_thread()
+/// A bot over the store in `data`, in a runtime of its own: shutting that runtime down is
+/// killing the process.
+async fn shop_to_kill(
+    fake: &FakeTelegram,
+    data: &std::path::Path,
+    adjust: impl FnOnce(&mut Settings) + Send + 'static,
+) -> (tokio::runtime::Runtime, Shop) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let (first_fake, first_dir) = (fake.clone(), data.path().to_path_buf());
-    let first = first_runtime
+    let (fake, data) = (fake.clone(), data.to_path_buf());
+    let shop = runtime
         .spawn(async move {
-            let store = Arc::new(SqliteStore::open_dir(&first_dir).unwrap());
-            Shop::open_on(first_fake, store, |_| {}).await
+            let store = Arc::new(SqliteStore::open_dir(&data).unwrap());
+            Shop::open_on(fake, store, adjust).await
         })
         .await
         .unwrap();
+    (runtime, shop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_a_flow_resumes_at_the_same_step() {
+    let data = tempfile::tempdir().unwrap();
+    let fake = FakeTelegram::start().await;
+    let (first_runtime, first) = shop_to_kill(&fake, data.path(), |_| {}).await;
     const CHAT: i64 = 4213;
     let buyer = first.buyer(CHAT);
     buyer.says("收到的杯子碎了").await;
@@ -871,19 +881,8 @@ async fn an_album_acknowledged_before_a_restart_is_still_answered() {
     let data = tempfile::tempdir().unwrap();
     let fake = FakeTelegram::start().await;
     // The first bot waits long for the album's next photo, and is killed meanwhile.
-    let first_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (first_fake, first_dir) = (fake.clone(), data.path().to_path_buf());
-    let first = first_runtime
-        .spawn(async move {
-            let store = Arc::new(SqliteStore::open_dir(&first_dir).unwrap());
-            Shop::open_on(first_fake, store, |s| s.telegram.album_wait_ms = 60_000).await
-        })
-        .await
-        .unwrap();
+    let (first_runtime, first) =
+        shop_to_kill(&fake, data.path(), |s| s.telegram.album_wait_ms = 60_000).await;
     const CHAT: i64 = 4231;
     let buyer = first.buyer(CHAT);
     buyer.says("收到的杯子碎了").await;
