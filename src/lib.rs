@@ -5,6 +5,7 @@
 //! - `analyze`    — characters with pinyin, jieba words, sound bigrams, English stems.
 //! - `knowledge`  — the knowledge base in `knowledge/`: entries, lexicon, templates; `load_dir`.
 //! - `catalog`    — the product catalog and its lookups (product, colour, size, stock).
+//! - `meaning`    — word vectors and synonym groups (general Chinese, built in from `assets/`).
 //! - `similarity` — the score of two questions in [0, 1] (re-ranking, `xiaoer similarity`).
 //! - `matcher`    — the in-RAM tantivy index; `find` ranks entries for a question.
 //! - `reply`      — renders answers, product-aware answers, clarify and handoff texts.
@@ -64,6 +65,7 @@ pub mod handoff;
 pub mod hours;
 pub mod knowledge;
 pub mod matcher;
+pub mod meaning;
 pub mod normalize;
 pub mod phrasing;
 pub mod reply;

@@ -2,23 +2,25 @@
 //! `xiaoer similarity`.
 //!
 //! A blend of weighted overlaps (characters with sound-alike credit, sound bigrams, jieba
-//! words) and an edit-distance term. Weights come from how many documents of a corpus use a
+//! words, words counted with their synonyms), an edit-distance term and the closeness of the
+//! texts' meaning by word vectors (`meaning`). Weights come from how many documents of a corpus use a
 //! term (inverse document frequency): words every topic uses (怎么, 可以) count little, a word
 //! the corpus never saw counts fully — which is what lets an out-of-scope question score low.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::analyze::{sound_of, Analysis};
+use crate::meaning::{share_group, Gist, MEANINGS};
 
 /// The pair model: a logistic regression over `Parts::features`, fitted on the odd ids of
 /// the ATEC pairs by `cargo run --release --example atec -- --fit` (measured on the even ids).
-const PAIR_BIAS: f32 = -5.446;
+const PAIR_BIAS: f32 = -6.964;
 const PAIR_WEIGHTS: [f32; PAIR_FEATURES] = [
-    1.351, 1.933, 0.709, 2.326, 1.336, 1.264, -0.276, -0.623, 0.223, 0.202, -1.550, -1.894, 3.027,
-    -1.241, 0.238, 0.203,
+    2.032, 1.574, -1.991, 2.554, 0.047, 0.668, -0.073, -0.621, 0.198, 0.726, -0.973, -2.418, 3.245,
+    -0.701, -0.004, 0.189, 2.315, 2.475,
 ];
 /// Number of features the pair model reads.
-pub const PAIR_FEATURES: usize = 16;
+pub const PAIR_FEATURES: usize = 18;
 /// Kinds of question, each by its words once normalised (the lexicon folds 如何 → 怎么,
 /// 何时 → 多久 …): two questions of one kind are likelier to ask one thing. Chinese words
 /// are found inside the text, English ones as whole words.
@@ -108,6 +110,7 @@ impl Weights {
         // The units as heard: the sound of each character (so 包由 reads as 包邮), English
         // stems as they are.
         let heard: Vec<u64> = units.iter().map(|u| u.sound_key.unwrap_or(u.key)).collect();
+        let words = set("w:", &analysis.words, true);
         let mut heard_set = heard.clone();
         heard_set.sort_unstable();
         heard_set.dedup();
@@ -117,7 +120,12 @@ impl Weights {
             heard,
             heard_set,
             units,
-            words: set("w:", &analysis.words, true),
+            gist: MEANINGS.gist(words.iter().map(|w| (w.text.as_str(), w.weight))),
+            synonym_groups: words
+                .iter()
+                .map(|w| MEANINGS.synonym_groups(&w.text))
+                .collect(),
+            words,
             bigrams: set("s:", &analysis.sound_bigrams, false),
         }
     }
@@ -198,6 +206,10 @@ pub struct Features {
     units: Vec<Weighted>,
     words: Vec<Weighted>,
     bigrams: Vec<Weighted>,
+    /// The synonym groups of each word, in `words` order (kept apart: most items have none).
+    synonym_groups: Vec<Box<[u32]>>,
+    /// The weighted mean of the words' vectors.
+    gist: Option<Gist>,
 }
 
 impl Features {
@@ -235,6 +247,12 @@ pub struct Parts {
     pub unmatched_words: f32,
     /// 1 when both texts ask the same kind of question (how, why, when …).
     pub same_question_kind: f32,
+    /// Cosine of the texts' gists (0.5 when a text has none): alike in meaning, whatever the
+    /// words.
+    pub gist_cosine: f32,
+    /// Share of word weight found in the other text as the same word, a sound-alike or a
+    /// synonym, on the side that finds less.
+    pub synonym_cover: f32,
 }
 
 impl Parts {
@@ -257,6 +275,8 @@ impl Parts {
             self.common_run,
             self.unmatched_words,
             self.same_question_kind,
+            self.gist_cosine,
+            self.synonym_cover,
         ]
     }
 
@@ -283,10 +303,15 @@ pub fn parts(a: &Features, b: &Features) -> Parts {
     if a.is_empty() || b.is_empty() {
         return Parts::default();
     }
-    let units = overlap(&a.units, &b.units, unit_credit);
+    let units = overlap(&a.units, &b.units, unit_credit, None);
     let edit = strsim::generic_levenshtein(&a.chars, &b.chars) as f32
         / a.chars.len().max(b.chars.len()).max(1) as f32;
-    let words = overlap(&a.words, &b.words, unit_credit);
+    let words = overlap(
+        &a.words,
+        &b.words,
+        unit_credit,
+        Some((&a.synonym_groups, &b.synonym_groups)),
+    );
     let negated = |f: &Features| f.chars.iter().any(|c| NEGATIONS.contains(c));
     let (short, long) = (
         a.chars.len().min(b.chars.len()),
@@ -299,7 +324,7 @@ pub fn parts(a: &Features, b: &Features) -> Parts {
         units: units.dice(),
         first_in_second: units.first_share(),
         second_in_first: units.second_share(),
-        bigrams: overlap(&a.bigrams, &b.bigrams, exact_credit).dice(),
+        bigrams: overlap(&a.bigrams, &b.bigrams, exact_credit, None).dice(),
         words: words.dice(),
         unmatched_word_peak: words.unmatched_peak,
         edit: 1.0 - edit,
@@ -310,6 +335,11 @@ pub fn parts(a: &Features, b: &Features) -> Parts {
             .min(words.second_total - words.second_matched)
             .max(0.0),
         same_question_kind: (a.question_kinds & b.question_kinds != 0) as u8 as f32,
+        gist_cosine: match (&a.gist, &b.gist) {
+            (Some(a), Some(b)) => a.cosine(b),
+            _ => 0.5,
+        },
+        synonym_cover: words.first_found_share().min(words.second_found_share()),
     }
 }
 
@@ -457,6 +487,9 @@ struct Overlap {
     second_total: f32,
     /// Weight of the heaviest item that got no credit at all.
     unmatched_peak: f32,
+    /// Weights of the items found in the other side at all, or as a synonym.
+    first_found: f32,
+    second_found: f32,
 }
 
 impl Overlap {
@@ -478,6 +511,14 @@ impl Overlap {
         }
     }
 
+    fn first_found_share(&self) -> f32 {
+        share(self.first_found, self.first_total)
+    }
+
+    fn second_found_share(&self) -> f32 {
+        share(self.second_found, self.second_total)
+    }
+
     fn second_share(&self) -> f32 {
         if self.second_total <= 0.0 {
             0.0
@@ -487,8 +528,25 @@ impl Overlap {
     }
 }
 
-/// Weighted overlap where each item takes the best credit any counterpart gives it.
-fn overlap(a: &[Weighted], b: &[Weighted], credit: fn(&Weighted, &Weighted) -> f32) -> Overlap {
+fn share(part: f32, total: f32) -> f32 {
+    if total <= 0.0 {
+        0.0
+    } else {
+        (part / total).min(1.0)
+    }
+}
+
+/// The synonym groups of each item of both sides, in item order.
+type SynonymGroups<'a> = (&'a [Box<[u32]>], &'a [Box<[u32]>]);
+
+/// Weighted overlap where each item takes the best credit any counterpart gives it; with
+/// `synonyms`, an item with no credit is still found when a counterpart shares a group.
+fn overlap(
+    a: &[Weighted],
+    b: &[Weighted],
+    credit: fn(&Weighted, &Weighted) -> f32,
+    synonyms: Option<SynonymGroups>,
+) -> Overlap {
     let best = |item: &Weighted, others: &[Weighted]| {
         others
             .iter()
@@ -501,20 +559,42 @@ fn overlap(a: &[Weighted], b: &[Weighted], credit: fn(&Weighted, &Weighted) -> f
         second_matched: 0.0,
         second_total: 0.0,
         unmatched_peak: 0.0,
+        first_found: 0.0,
+        second_found: 0.0,
     };
-    for (items, others, first) in [(a, b, true), (b, a, false)] {
-        for item in items {
+    let no_groups: SynonymGroups = (&[], &[]);
+    let (a_groups, b_groups) = synonyms.unwrap_or(no_groups);
+    for (items, others, groups, other_groups, first) in [
+        (a, b, a_groups, b_groups, true),
+        (b, a, b_groups, a_groups, false),
+    ] {
+        for (i, item) in items.iter().enumerate() {
             let credit = best(item, others);
+            let found = credit > 0.0
+                || groups.get(i).is_some_and(|mine| {
+                    !mine.is_empty() && other_groups.iter().any(|g| share_group(mine, g))
+                });
             if credit == 0.0 {
                 overlap.unmatched_peak = overlap.unmatched_peak.max(item.weight);
             }
-            let (matched, total) = if first {
-                (&mut overlap.first_matched, &mut overlap.first_total)
+            let (matched, total, found_weight) = if first {
+                (
+                    &mut overlap.first_matched,
+                    &mut overlap.first_total,
+                    &mut overlap.first_found,
+                )
             } else {
-                (&mut overlap.second_matched, &mut overlap.second_total)
+                (
+                    &mut overlap.second_matched,
+                    &mut overlap.second_total,
+                    &mut overlap.second_found,
+                )
             };
             *matched += credit * item.weight;
             *total += item.weight;
+            if found {
+                *found_weight += item.weight;
+            }
         }
     }
     overlap
@@ -552,6 +632,15 @@ mod tests {
         let score = scorer(&["能开发票", "包邮", "能退货"]);
         assert!(score("能开发漂", "能开发票") > score("能开发漂", "能退货") + 0.3);
         assert!(score("包由", "包邮") > 0.7);
+    }
+
+    #[test]
+    fn a_synonym_or_a_word_of_like_meaning_counts_almost_as_the_same_word() {
+        let score = scorer(&["衣服有毛病", "衣服有几种颜色", "商品损坏", "商品缺货"]);
+        // 瑕疵 and 毛病 share no character or sound: only their meaning links them.
+        assert!(score("衣服有瑕疵", "衣服有毛病") > 0.45);
+        assert!(score("衣服有瑕疵", "衣服有毛病") > 3.0 * score("衣服有瑕疵", "衣服有几种颜色"));
+        assert!(score("东西坏了", "商品损坏") > 3.0 * score("东西坏了", "商品缺货"));
     }
 
     #[test]
