@@ -108,38 +108,41 @@ impl Meanings {
         Some(&self.values[row..row + self.dimensions])
     }
 
-    /// A word's unit vector; for a word the table lacks (花呗, a typo), the mean of its
-    /// characters' vectors, so a new compound still lands near its parts.
-    fn vector(&self, word: &str) -> Option<Vec<f32>> {
-        let mut sum = vec![0.0f32; self.dimensions];
-        let rows: Vec<&[i8]> = match self.row(word) {
-            Some(row) => vec![row],
-            None => {
-                let mut buffer = [0u8; 4];
-                word.chars()
-                    .filter_map(|c| self.row(c.encode_utf8(&mut buffer)))
-                    .collect()
-            }
-        };
-        if rows.is_empty() {
-            return None;
-        }
-        for row in rows {
+    /// Adds a word's vector to `sum`; for a word the table lacks (花呗, a typo), the sum of
+    /// its characters' vectors, so a new compound still lands near its parts. False when
+    /// neither the word nor any of its characters has one.
+    fn add_vector(&self, word: &str, sum: &mut [f32]) -> bool {
+        let mut add = |row: &[i8]| {
             for (s, v) in sum.iter_mut().zip(row) {
                 *s += f32::from(*v);
             }
+        };
+        if let Some(row) = self.row(word) {
+            add(row);
+            return true;
         }
-        normalize(&mut sum).then_some(sum)
+        let mut any = false;
+        let mut buffer = [0u8; 4];
+        for c in word.chars() {
+            if let Some(row) = self.row(c.encode_utf8(&mut buffer)) {
+                add(row);
+                any = true;
+            }
+        }
+        any
     }
 
-    /// The gist of a text from its words and their weights; `None` when no word has a vector.
+    /// The gist of a text from its words and their weights: the weighted sum of the words'
+    /// unit vectors; `None` when no word has a vector.
     pub fn gist<'a>(&self, words: impl IntoIterator<Item = (&'a str, f32)>) -> Option<Gist> {
         let mut sum = vec![0.0f32; self.dimensions];
+        let mut word = vec![0.0f32; self.dimensions];
         let mut any = false;
-        for (word, weight) in words {
-            if let Some(vector) = self.vector(word) {
+        for (text, weight) in words {
+            word.fill(0.0);
+            if self.add_vector(text, &mut word) && normalize(&mut word) {
                 any = true;
-                for (s, v) in sum.iter_mut().zip(vector) {
+                for (s, v) in sum.iter_mut().zip(&word) {
                     *s += weight * v;
                 }
             }
@@ -158,8 +161,8 @@ impl Meanings {
     }
 
     /// The synonym groups a word belongs to, sorted (empty for most words).
-    pub fn synonym_groups(&self, word: &str) -> Box<[u32]> {
-        self.groups.get(word).cloned().unwrap_or_default()
+    pub fn synonym_groups(&self, word: &str) -> &[u32] {
+        self.groups.get(word).map_or(&[], |groups| groups)
     }
 }
 
@@ -218,8 +221,8 @@ mod tests {
     #[test]
     fn synonyms_share_a_group_and_others_do_not() {
         let groups = |w| MEANINGS.synonym_groups(w);
-        assert!(share_group(&groups("如何"), &groups("怎样")));
-        assert!(!share_group(&groups("如何"), &groups("退款")));
+        assert!(share_group(groups("如何"), groups("怎样")));
+        assert!(!share_group(groups("如何"), groups("退款")));
     }
 
     #[test]
@@ -230,8 +233,8 @@ mod tests {
             .expect("well formed");
         assert_eq!(one.row("ab"), Some(&[1i8, 2][..]));
         assert!(share_group(
-            &one.synonym_groups("a"),
-            &one.synonym_groups("b")
+            one.synonym_groups("a"),
+            one.synonym_groups("b")
         ));
     }
 }

@@ -121,10 +121,7 @@ impl Weights {
             heard_set,
             units,
             gist: MEANINGS.gist(words.iter().map(|w| (w.text.as_str(), w.weight))),
-            synonym_groups: words
-                .iter()
-                .map(|w| MEANINGS.synonym_groups(&w.text))
-                .collect(),
+            synonyms: Synonyms::of(&words),
             words,
             bigrams: set("s:", &analysis.sound_bigrams, false),
         }
@@ -195,6 +192,30 @@ fn hash(text: &str) -> u64 {
     BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(text)
 }
 
+/// The synonym groups of a text's words: each word's (in order), and all of them, so that
+/// asking whether a word has a synonym in another text is one merge of sorted lists.
+#[derive(Debug, Clone, Default)]
+struct Synonyms {
+    of_item: Vec<&'static [u32]>,
+    all: Box<[u32]>,
+}
+
+impl Synonyms {
+    fn of(words: &[Weighted]) -> Synonyms {
+        let of_item: Vec<&'static [u32]> = words
+            .iter()
+            .map(|w| MEANINGS.synonym_groups(&w.text))
+            .collect();
+        let mut all: Vec<u32> = of_item.iter().copied().flatten().copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        Synonyms {
+            of_item,
+            all: all.into(),
+        }
+    }
+}
+
 /// A text prepared for `score`.
 #[derive(Debug, Clone, Default)]
 pub struct Features {
@@ -206,8 +227,7 @@ pub struct Features {
     units: Vec<Weighted>,
     words: Vec<Weighted>,
     bigrams: Vec<Weighted>,
-    /// The synonym groups of each word, in `words` order (kept apart: most items have none).
-    synonym_groups: Vec<Box<[u32]>>,
+    synonyms: Synonyms,
     /// The weighted mean of the words' vectors.
     gist: Option<Gist>,
 }
@@ -310,7 +330,7 @@ pub fn parts(a: &Features, b: &Features) -> Parts {
         &a.words,
         &b.words,
         unit_credit,
-        Some((&a.synonym_groups, &b.synonym_groups)),
+        Some((&a.synonyms, &b.synonyms)),
     );
     let negated = |f: &Features| f.chars.iter().any(|c| NEGATIONS.contains(c));
     let (short, long) = (
@@ -536,16 +556,13 @@ fn share(part: f32, total: f32) -> f32 {
     }
 }
 
-/// The synonym groups of each item of both sides, in item order.
-type SynonymGroups<'a> = (&'a [Box<[u32]>], &'a [Box<[u32]>]);
-
 /// Weighted overlap where each item takes the best credit any counterpart gives it; with
 /// `synonyms`, an item with no credit is still found when a counterpart shares a group.
 fn overlap(
     a: &[Weighted],
     b: &[Weighted],
-    credit: fn(&Weighted, &Weighted) -> f32,
-    synonyms: Option<SynonymGroups>,
+    credit: impl Fn(&Weighted, &Weighted) -> f32,
+    synonyms: Option<(&Synonyms, &Synonyms)>,
 ) -> Overlap {
     let best = |item: &Weighted, others: &[Weighted]| {
         others
@@ -562,18 +579,19 @@ fn overlap(
         first_found: 0.0,
         second_found: 0.0,
     };
-    let no_groups: SynonymGroups = (&[], &[]);
-    let (a_groups, b_groups) = synonyms.unwrap_or(no_groups);
-    for (items, others, groups, other_groups, first) in [
-        (a, b, a_groups, b_groups, true),
-        (b, a, b_groups, a_groups, false),
+    let none = Synonyms::default();
+    let (a_synonyms, b_synonyms) = synonyms.unwrap_or((&none, &none));
+    for (items, others, synonyms, other_synonyms, first) in [
+        (a, b, a_synonyms, b_synonyms, true),
+        (b, a, b_synonyms, a_synonyms, false),
     ] {
         for (i, item) in items.iter().enumerate() {
             let credit = best(item, others);
             let found = credit > 0.0
-                || groups.get(i).is_some_and(|mine| {
-                    !mine.is_empty() && other_groups.iter().any(|g| share_group(mine, g))
-                });
+                || synonyms
+                    .of_item
+                    .get(i)
+                    .is_some_and(|mine| share_group(mine, &other_synonyms.all));
             if credit == 0.0 {
                 overlap.unmatched_peak = overlap.unmatched_peak.max(item.weight);
             }
