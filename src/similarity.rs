@@ -3,9 +3,10 @@
 //!
 //! A blend of weighted overlaps (characters with sound-alike credit, sound bigrams, jieba
 //! words, words counted with their synonyms), an edit-distance term and the closeness of the
-//! texts' meaning by word vectors (`meaning`). Weights come from how many documents of a corpus use a
-//! term (inverse document frequency): words every topic uses (怎么, 可以) count little, a word
-//! the corpus never saw counts fully — which is what lets an out-of-scope question score low.
+//! texts' meaning by word vectors (`meaning`). Weights come from how many documents of a
+//! corpus use a term (inverse document frequency): words every topic uses (怎么, 可以) count
+//! little, a word the corpus never saw counts fully — which is what lets an out-of-scope
+//! question score low.
 
 use std::collections::{HashMap, HashSet};
 
@@ -524,11 +525,7 @@ impl Overlap {
     }
 
     fn first_share(&self) -> f32 {
-        if self.first_total <= 0.0 {
-            0.0
-        } else {
-            (self.first_matched / self.first_total).min(1.0)
-        }
+        share(self.first_matched, self.first_total)
     }
 
     fn first_found_share(&self) -> f32 {
@@ -540,14 +537,11 @@ impl Overlap {
     }
 
     fn second_share(&self) -> f32 {
-        if self.second_total <= 0.0 {
-            0.0
-        } else {
-            (self.second_matched / self.second_total).min(1.0)
-        }
+        share(self.second_matched, self.second_total)
     }
 }
 
+/// `part` over `total`, at most 1; 0 when there is nothing.
 fn share(part: f32, total: f32) -> f32 {
     if total <= 0.0 {
         0.0
