@@ -195,14 +195,25 @@ impl Engine {
     /// Scores question pairs with the matcher's own similarity. Term weights come from the
     /// questions given (each one a document), so common words of that corpus count little.
     pub fn similarity_scores(&self, pairs: &[(String, String)]) -> Vec<f32> {
-        self.similarity_parts(pairs)
+        self.similarity_features(pairs)
             .iter()
-            .map(similarity::Parts::blend)
+            .map(|(a, b)| similarity::score(a, b))
             .collect()
     }
 
     /// The overlap parts behind `similarity_scores` (for fitting the pair model).
     pub fn similarity_parts(&self, pairs: &[(String, String)]) -> Vec<similarity::Parts> {
+        self.similarity_features(pairs)
+            .iter()
+            .map(|(a, b)| similarity::parts(a, b))
+            .collect()
+    }
+
+    /// Both texts of each pair prepared for scoring, with term weights from all the pairs.
+    fn similarity_features(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Vec<(similarity::Features, similarity::Features)> {
         let prepare = |text: &str| {
             let normalized = self.normalizer.normalize(text);
             let analysis = self.analyzer.analyze(&normalized);
@@ -216,9 +227,7 @@ impl Engine {
             Weights::from_documents(prepared.iter().flat_map(|(a, b)| [vec![&a.1], vec![&b.1]]));
         prepared
             .iter()
-            .map(|((na, aa), (nb, ab))| {
-                similarity::parts(&weights.features(na, aa), &weights.features(nb, ab))
-            })
+            .map(|((na, aa), (nb, ab))| (weights.features(na, aa), weights.features(nb, ab)))
             .collect()
     }
 

@@ -314,8 +314,12 @@ impl Parts {
     }
 }
 
-/// How alike two prepared texts are, in [0, 1]; symmetric.
+/// How alike two prepared texts are, in [0, 1]; symmetric. A text with nothing to compare
+/// (empty once normalised) is like no other: 0.
 pub fn score(a: &Features, b: &Features) -> f32 {
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
     parts(a, b).blend()
 }
 

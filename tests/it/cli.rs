@@ -65,13 +65,26 @@ fn ask_prints_the_reply() {
 fn similarity_prints_one_score_per_line() {
     let (stdout, stderr, ok) = xiaoer(
         &["similarity"],
-        "能开发票吗\t发票怎么开\n能开发票吗\t今天天气不错\nno tab here\n".as_bytes(),
+        format!(
+            "能开发票吗\t发票怎么开\n能开发票吗\t今天天气不错\nno tab here\n{huge}\t{huge}\n能开发票吗\t发票怎么开\n",
+            huge = "发票".repeat(50_000)
+        )
+        .as_bytes(),
     );
     assert!(ok, "{stderr}");
     let scores: Vec<f64> = stdout.lines().map(|l| l.parse().unwrap()).collect();
-    assert_eq!(scores.len(), 3);
+    assert_eq!(scores.len(), 5);
     assert!(scores[0] > scores[1], "{scores:?}");
     assert!(stderr.contains("line 3"), "{stderr}");
+    // A 100 KB pair is refused with a reason, not compared for a minute; the next line is
+    // still scored.
+    assert_eq!(scores[3], 0.0);
+    assert!(
+        stderr.contains("line 4: a question longer than"),
+        "{stderr}"
+    );
+    assert_eq!(scores[4], scores[0], "the same pair scores the same after it");
+    assert!(scores[4] > 0.0);
 }
 
 #[test]
