@@ -83,7 +83,10 @@ fn similarity_prints_one_score_per_line() {
         stderr.contains("line 4: a question longer than"),
         "{stderr}"
     );
-    assert_eq!(scores[4], scores[0], "the same pair scores the same after it");
+    assert_eq!(
+        scores[4], scores[0],
+        "the same pair scores the same after it"
+    );
     assert!(scores[4] > 0.0);
 }
 
