@@ -425,9 +425,7 @@ impl<'a> Turn<'a> {
                 let reason = match topic.as_deref() {
                     Some("human") => Reason::AskedForPerson,
                     Some("complaint") => Reason::Complaint,
-                    _ if self.inbound.text.chars().count() > crate::engine::MAX_MESSAGE_CHARS => {
-                        Reason::TooLong
-                    }
+                    _ if crate::engine::too_long_to_read(&self.inbound.text) => Reason::TooLong,
                     _ => Reason::LowConfidence,
                 };
                 let message = self.inbound.text.clone();

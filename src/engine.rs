@@ -20,6 +20,11 @@ use crate::{phrasing, reply, Error, Result};
 
 /// Longest message the matcher reads; longer ones go to a person, who can read them.
 pub const MAX_MESSAGE_CHARS: usize = 2000;
+
+/// Whether a message is longer than the matcher reads (`MAX_MESSAGE_CHARS`).
+pub fn too_long_to_read(text: &str) -> bool {
+    text.chars().count() > MAX_MESSAGE_CHARS
+}
 /// Topics offered when the bot asks which one was meant.
 const CLARIFY_CHOICES: usize = 3;
 
@@ -271,7 +276,7 @@ impl Engine {
 
     fn compose(&self, text: &str, context: &mut Context) -> Reply {
         let lang = detect_lang(text);
-        if text.chars().count() > MAX_MESSAGE_CHARS {
+        if too_long_to_read(text) {
             return self.system_reply(Decision::Handoff, "too_long", lang);
         }
         let normalized = self.normalizer.normalize(text);

@@ -13,7 +13,7 @@ use crate::audit;
 use crate::bot::Bot;
 use crate::config::Thresholds;
 use crate::conversation::{self, Conversation, Inbound};
-use crate::engine::{Considered, Decision, Engine, Reply, MAX_MESSAGE_CHARS};
+use crate::engine::{too_long_to_read, Considered, Decision, Engine, Reply, MAX_MESSAGE_CHARS};
 use crate::eval::{self, Report};
 use crate::hours::ServiceHours;
 use crate::knowledge::{self, Diagnostic, KnowledgeBase};
@@ -133,11 +133,10 @@ pub fn chat(
 pub fn similarity(engine: &Engine, input: impl BufRead, mut output: impl Write) -> Result<()> {
     let mut pairs = Vec::new();
     for_each_line(input, |number, text| {
-        let too_long = |q: &str| q.chars().count() > MAX_MESSAGE_CHARS;
         let pair = match text.split_once('\t') {
             // The edit distance grows with the product of the lengths: two 100 KB questions
             // would take a minute, and the matcher reads no message that long anyway.
-            Some((a, b)) if too_long(a) || too_long(b) => {
+            Some((a, b)) if too_long_to_read(a) || too_long_to_read(b) => {
                 eprintln!(
                     "line {number}: a question longer than {MAX_MESSAGE_CHARS} characters \
                      is not compared; scored 0"
