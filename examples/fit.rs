@@ -1,113 +1,168 @@
-//! Fits the matcher's logistic model and the decision thresholds on the TUNING split of an
-//! evaluation set, and prints them for `src/matcher.rs` and `src/config.rs`.
-//! The held-out split is never read here.
+//! Fits the matcher's logistic model and the decision thresholds on the TUNING splits of every
+//! shop the repository holds (the sample's `tests/data/eval.jsonl` and each
+//! `tests/shops/NAME/eval.jsonl` against its own knowledge base), and prints them for
+//! `src/matcher.rs` and `src/config.rs`. The held-out splits are never read here.
 //!
-//!     cargo run --release --example fit -- tests/data/eval.jsonl
+//!     cargo run --release --example fit
+//!
+//! One model for every shop: the features say how well a question fits an entry's texts,
+//! whatever the shop sells, so fitting on several shops teaches what carries across shops
+//! rather than one shop's wording. The thresholds must hold on each shop separately.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use xiaoer::config::{Settings, Thresholds};
 use xiaoer::engine::{decide, Engine, Verdict};
 use xiaoer::eval::{parse_cases, Case};
 use xiaoer::matcher::{probabilities, utility, Ranking, FEATURES};
 
-fn main() -> anyhow::Result<()> {
-    let file = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "tests/data/eval.jsonl".into());
-    let (cases, problems) = parse_cases(&std::fs::read_to_string(&file)?);
-    anyhow::ensure!(problems.is_empty(), "{problems:?}");
-    let tune: Vec<Case> = cases
-        .into_iter()
-        .filter(|c| c.split.as_deref() == Some("tune"))
-        .collect();
-    let settings = Settings::default();
-    let engine = Engine::load(Path::new(&settings.kb), settings.thresholds)?;
-    let rankings: Vec<Ranking> = tune.iter().map(|c| engine.rank(&c.text)).collect();
+/// One shop's tuning questions, ranked by the shop's own engine.
+struct Shop {
+    name: String,
+    engine: Engine,
+    cases: Vec<Case>,
+    rankings: Vec<Ranking>,
+}
 
-    // 5-fold cross-validation inside the tuning split: each question is scored by a model
-    // fitted without it. The thresholds are chosen on these out-of-fold scores, so they
-    // suit questions the model has not seen; the model itself is then fitted on all of tune.
-    let mut out_of_fold: Vec<(Case, Ranking)> = Vec::new();
+fn main() -> anyhow::Result<()> {
+    let settings = Settings::default();
+    let mut shops = Vec::new();
+    for (name, knowledge, eval) in shop_files()? {
+        let (cases, problems) = parse_cases(&std::fs::read_to_string(&eval)?);
+        anyhow::ensure!(problems.is_empty(), "{problems:?}");
+        let cases: Vec<Case> = cases
+            .into_iter()
+            .filter(|c| c.split.as_deref() == Some("tune"))
+            .collect();
+        let engine = Engine::load(&knowledge, settings.thresholds)?;
+        let rankings = cases.iter().map(|c| engine.rank(&c.text)).collect();
+        shops.push(Shop {
+            name,
+            engine,
+            cases,
+            rankings,
+        });
+    }
+
+    // 5-fold cross-validation over the pooled questions: each question is scored by a model
+    // fitted without it. The thresholds are chosen on these out-of-fold scores, so they suit
+    // questions the model has not seen; the model itself is then fitted on all of them.
+    let mut out_of_fold: Vec<Vec<Ranking>> = shops.iter().map(|s| s.rankings.clone()).collect();
     for fold in 0..5 {
-        let (train, test): (Vec<usize>, Vec<usize>) = (0..tune.len()).partition(|i| i % 5 != fold);
-        let train_cases: Vec<Case> = train.iter().map(|&i| tune[i].clone()).collect();
-        let train_rankings: Vec<Ranking> = train.iter().map(|&i| rankings[i].clone()).collect();
-        let (none, weights) = fit_model(&train_cases, &train_rankings, &engine);
-        let test_rankings: Vec<Ranking> = test.iter().map(|&i| rankings[i].clone()).collect();
-        for (i, ranking) in test.iter().zip(rescore(&test_rankings, none, &weights)) {
-            out_of_fold.push((tune[*i].clone(), ranking));
+        let in_fold = |i: usize| i % 5 == fold;
+        let (none, weights) = fit_model(&shops, |i| !in_fold(i));
+        for (shop, scored) in shops.iter().zip(out_of_fold.iter_mut()) {
+            for (i, ranking) in shop.rankings.iter().enumerate() {
+                if in_fold(i) {
+                    scored[i] = rescore(std::slice::from_ref(ranking), none, &weights).remove(0);
+                }
+            }
         }
     }
-    let (oof_cases, oof_rankings): (Vec<Case>, Vec<Ranking>) = out_of_fold.into_iter().unzip();
-    let thresholds = choose_thresholds(&oof_cases, &oof_rankings, &engine);
-    let ratio = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
-    let c = counts(&oof_cases, &oof_rankings, &engine, &thresholds);
-    println!(
-        "5-fold CV within tune (out-of-fold): precision {:.3} coverage {:.3} handoff recall {:.3}",
-        ratio(c[1], c[0]),
-        ratio(c[3], c[2]),
-        ratio(c[5], c[4])
-    );
-    let (none, weights) = fit_model(&tune, &rankings, &engine);
-    println!("MODEL_NONE: f32 = {none:.3};\nMODEL_WEIGHTS: [f32; FEATURES] = {weights:.3?};");
+    let thresholds = choose_thresholds(&shops, &out_of_fold);
     println!("{thresholds:?}");
-    let c = counts(
-        &tune,
-        &rescore(&rankings, none, &weights),
-        &engine,
-        &thresholds,
-    );
-    println!(
-        "tune (fitted on itself): precision {:.3} coverage {:.3} handoff recall {:.3}",
-        ratio(c[1], c[0]),
-        ratio(c[3], c[2]),
-        ratio(c[5], c[4])
-    );
+    println!("5-fold CV within tune (out-of-fold):");
+    for (shop, scored) in shops.iter().zip(&out_of_fold) {
+        print_counts(shop, scored, &thresholds);
+    }
+    let (none, weights) = fit_model(&shops, |_| true);
+    println!("MODEL_NONE: f32 = {none:.3};\nMODEL_WEIGHTS: [f32; FEATURES] = {weights:.3?};");
+    println!("tune (fitted on itself):");
+    for shop in &shops {
+        print_counts(shop, &rescore(&shop.rankings, none, &weights), &thresholds);
+    }
     Ok(())
 }
 
-fn fit_model(tune: &[Case], rankings: &[Ranking], engine: &Engine) -> (f32, [f32; FEATURES]) {
-    let entries = &engine.knowledge_base().entries;
+/// (name, knowledge folder, evaluation file) of the sample shop and every fixture shop.
+fn shop_files() -> anyhow::Result<Vec<(String, PathBuf, PathBuf)>> {
+    let mut shops = vec![(
+        "sample".to_string(),
+        PathBuf::from("knowledge"),
+        PathBuf::from("tests/data/eval.jsonl"),
+    )];
+    let mut fixtures: Vec<PathBuf> = std::fs::read_dir("tests/shops")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("eval.jsonl").exists())
+        .collect();
+    fixtures.sort();
+    for dir in fixtures {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        shops.push((name, dir.join("knowledge"), dir.join("eval.jsonl")));
+    }
+    Ok(shops)
+}
+
+fn print_counts(shop: &Shop, rankings: &[Ranking], thresholds: &Thresholds) {
+    let c = counts(&shop.cases, rankings, &shop.engine, thresholds);
+    println!(
+        "  {:<10} precision {:.3} coverage {:.3} handoff recall {:.3} clarify helped {:.3}",
+        shop.name,
+        ratio(c[1], c[0]),
+        ratio(c[3], c[2]),
+        ratio(c[5], c[4]),
+        ratio(c[6], c[2] - c[3]),
+    );
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+fn fit_model(shops: &[Shop], use_question: impl Fn(usize) -> bool) -> (f32, [f32; FEATURES]) {
     // One choice set per question: the candidates' features and which one is right (None:
     // none of them — a question for a person, or one whose topic was never retrieved).
     let mut sets: Vec<(Vec<[f32; FEATURES]>, Option<usize>)> = Vec::new();
-    for (case, ranking) in tune.iter().zip(rankings) {
-        if ranking.triggered {
-            continue;
+    for shop in shops {
+        let entries = &shop.engine.knowledge_base().entries;
+        for (i, (case, ranking)) in shop.cases.iter().zip(&shop.rankings).enumerate() {
+            if ranking.triggered || !use_question(i) {
+                continue;
+            }
+            let features = ranking
+                .candidates
+                .iter()
+                .map(|c| c.evidence.features())
+                .collect();
+            let right = ranking
+                .candidates
+                .iter()
+                .position(|c| case.accepts(entries[c.entry].id.as_str()));
+            sets.push((features, right));
         }
-        let features = ranking
-            .candidates
-            .iter()
-            .map(|c| c.evidence.features())
-            .collect();
-        let right = ranking
-            .candidates
-            .iter()
-            .position(|c| case.accepts(entries[c.entry].id.as_str()));
-        sets.push((features, right));
     }
     fit_conditional_logit(&sets)
 }
 
-/// The thresholds with the largest worst-case relative slack over the floors (precision 0.97,
-/// coverage 0.92, handoff recall 0.95) on already scored rankings.
-fn choose_thresholds(cases: &[Case], rescored: &[Ranking], engine: &Engine) -> Thresholds {
+/// The thresholds with the largest worst-case relative slack, over every shop, above the
+/// floors: precision 0.97, coverage 0.92, handoff recall 0.95, and a clarify that offers the
+/// right topic for half the in-scope questions not answered.
+fn choose_thresholds(shops: &[Shop], rescored: &[Vec<Ranking>]) -> Thresholds {
     let mut best: Option<(f64, Thresholds)> = None;
     for answer in (20..=95).step_by(5).map(|x| x as f32 / 100.0) {
-        for clarify in (5..=60).step_by(5).map(|x| x as f32 / 100.0) {
+        for clarify in (2..=40).step_by(2).map(|x| x as f32 / 100.0) {
             for margin in [0.0, 0.05, 0.1, 0.15, 0.2, 0.3] {
                 let thresholds = Thresholds {
                     answer,
                     clarify,
                     margin,
                 };
-                let c = counts(cases, rescored, engine, &thresholds);
-                let ratio = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
-                // Each figure's distance above its floor, as a share of the room above it.
-                let slack = ((ratio(c[1], c[0]) - 0.97) / 0.03)
-                    .min((ratio(c[3], c[2]) - 0.92) / 0.08)
-                    .min((ratio(c[5], c[4]) - 0.95) / 0.05);
+                let slack = shops
+                    .iter()
+                    .zip(rescored)
+                    .map(|(shop, rankings)| {
+                        let c = counts(&shop.cases, rankings, &shop.engine, &thresholds);
+                        // Each figure's distance above its floor, as a share of the room above it.
+                        ((ratio(c[1], c[0]) - 0.97) / 0.03)
+                            .min((ratio(c[3], c[2]) - 0.92) / 0.08)
+                            .min((ratio(c[5], c[4]) - 0.95) / 0.05)
+                            .min((ratio(c[6], c[2] - c[3]) - 0.5) / 0.5)
+                    })
+                    .fold(f64::INFINITY, f64::min);
                 // On a tie, the wider margin: two close topics are better offered than guessed.
                 let better =
                     |b: &(f64, Thresholds)| slack > b.0 || (slack == b.0 && margin > b.1.margin);
@@ -149,16 +204,17 @@ fn rescore(rankings: &[Ranking], none: f32, weights: &[f32; FEATURES]) -> Vec<Ra
 }
 
 /// Counts under `thresholds`: answered, answered correctly, in scope, in scope answered,
-/// handoff expected, handed off.
+/// handoff expected, handed off, in scope clarified with the right topic among the choices.
 fn counts(
     cases: &[Case],
     rankings: &[Ranking],
     engine: &Engine,
     thresholds: &Thresholds,
-) -> [usize; 6] {
+) -> [usize; 7] {
     let knowledge_base = engine.knowledge_base();
     let (mut answered, mut correct, mut in_scope, mut in_scope_answered, mut handoffs, mut handed) =
         (0, 0, 0, 0, 0, 0);
+    let mut clarified_right = 0;
     for (case, ranking) in cases.iter().zip(rankings) {
         let verdict = decide(ranking, knowledge_base, thresholds);
         let answered_entry = match verdict {
@@ -181,6 +237,12 @@ fn counts(
         } else {
             in_scope += 1;
             in_scope_answered += answered_entry.is_some() as usize;
+            if let Verdict::Clarify(choices) = &verdict {
+                clarified_right += choices
+                    .iter()
+                    .any(|&e| case.accepts(knowledge_base.entries[e].id.as_str()))
+                    as usize;
+            }
         }
     }
     [
@@ -190,6 +252,7 @@ fn counts(
         in_scope_answered,
         handoffs,
         handed,
+        clarified_right,
     ]
 }
 

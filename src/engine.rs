@@ -193,6 +193,12 @@ impl Engine {
         &self.normalizer
     }
 
+    /// A question as the matcher reads it (normalised and masked): evaluation splits are
+    /// disjoint in this form, and a question in the form of an example is an exact hit.
+    pub fn matching_form(&self, text: &str) -> String {
+        self.matcher.matching_form(&self.normalizer.normalize(text))
+    }
+
     pub fn analyzer(&self) -> &Analyzer {
         &self.analyzer
     }

@@ -1,5 +1,7 @@
-//! Evaluation sets (`{"text", "expect", "accept"?, "split"?}` per line) and the figures the
-//! issue asks for: precision of answered, coverage, handoff recall. Pure: the caller runs the
+//! Evaluation sets (`{"text", "expect", "accept"?, "split"?, "kind"?, "author"?}` per line) and
+//! their figures: precision of answered, coverage, handoff recall, the right topic ranked first
+//! or among the first three, what clarifying achieved, and a reliability table (confidence band
+//! → share right) that says whether confidence means probability. Pure: the caller runs the
 //! engine and passes each case's reply.
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +24,16 @@ pub struct Case {
     /// "tune" or "heldout".
     #[serde(default)]
     pub split: Option<String>,
+    /// For handoffs: `human`, `complaint` or `out_of_scope`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Who wrote the question (provenance: an evaluation set is written apart from the
+    /// examples it tests).
+    #[serde(default)]
+    pub author: Option<String>,
+    /// The conversation a real message came from (real-buyer sets).
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 impl Case {
@@ -74,6 +86,15 @@ pub struct Report {
     pub handed_off_when_expected: usize,
     /// Answered questions per confidence fifth ([0, 0.2), … [0.8, 1]): (answered, correct).
     pub by_confidence: [(usize, usize); 5],
+    /// Every question per confidence tenth: (questions, the bot's best topic right). The
+    /// reliability table: calibrated confidence puts about 0.75 right in the 0.7–0.8 band.
+    pub reliability: [(usize, usize); 10],
+    /// In-scope questions whose right topic the matcher ranked first.
+    pub top1_right: usize,
+    /// In-scope questions whose right topic was among the first three.
+    pub top3_right: usize,
+    /// In-scope questions clarified with the right topic among the choices.
+    pub clarified_right: usize,
     pub misses: Vec<Miss>,
 }
 
@@ -98,9 +119,70 @@ impl Report {
         ratio(self.answered_correctly, self.in_scope)
     }
 
+    /// Of the questions the knowledge base covers, the share whose right topic ranked first.
+    pub fn top1(&self) -> f64 {
+        ratio(self.top1_right, self.in_scope)
+    }
+
+    /// Of the questions the knowledge base covers, the share with the right topic in the
+    /// first three.
+    pub fn top3(&self) -> f64 {
+        ratio(self.top3_right, self.in_scope)
+    }
+
+    /// Of all questions, the share the bot clarified.
+    pub fn clarify_rate(&self) -> f64 {
+        ratio(self.clarified, self.cases)
+    }
+
+    /// Of the in-scope questions not answered, the share where a clarify offered the right
+    /// topic (the buyer is one tap from the answer).
+    pub fn clarify_helped(&self) -> f64 {
+        ratio(
+            self.clarified_right,
+            self.in_scope - self.in_scope_answered.min(self.in_scope),
+        )
+    }
+
+    /// Of the questions the knowledge base covers, the share answered correctly or clarified
+    /// with the right topic among the choices.
+    pub fn answered_or_clarified_right(&self) -> f64 {
+        // A handoff question is never answered correctly: every correct answer is in scope.
+        ratio(
+            self.answered_correctly + self.clarified_right,
+            self.in_scope,
+        )
+    }
+
     /// Adds one case and the bot's reply to it.
     pub fn add(&mut self, case: &Case, reply: &Reply) {
         self.cases += 1;
+        let best_right = match reply.candidates.first() {
+            _ if case.expects_handoff() => {
+                reply.action == Decision::Handoff && reply.topic.is_some()
+            }
+            Some(best) => case.accepts(best.topic.as_str()),
+            None => false,
+        };
+        let band = ((reply.confidence * 10.0) as usize).min(9);
+        self.reliability[band].0 += 1;
+        self.reliability[band].1 += usize::from(best_right);
+        if !case.expects_handoff() {
+            let ranked = |n: usize| {
+                reply
+                    .candidates
+                    .iter()
+                    .take(n)
+                    .any(|c| case.accepts(c.topic.as_str()))
+            };
+            self.top1_right += usize::from(ranked(1));
+            self.top3_right += usize::from(ranked(3));
+            if reply.action == Decision::Clarify
+                && reply.choices.iter().any(|c| case.accepts(c.as_str()))
+            {
+                self.clarified_right += 1;
+            }
+        }
         let answered = matches!(reply.action, Decision::Answer | Decision::Dialog);
         let correct = answered
             && reply
@@ -147,9 +229,10 @@ impl Report {
     }
 }
 
+/// A share; NaN for 0 of 0, so a floor over an empty set fails instead of passing.
 fn ratio(part: usize, whole: usize) -> f64 {
     if whole == 0 {
-        1.0
+        f64::NAN
     } else {
         part as f64 / whole as f64
     }

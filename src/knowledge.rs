@@ -15,52 +15,39 @@ use crate::catalog::Catalog;
 use crate::normalize::Lexicon;
 use crate::phrasing::{self, PhrasingRules};
 
-/// Topics every shop's knowledge base must answer (issue 3).
-pub const REQUIRED_IDS: &[&str] = &[
-    "invoice",
-    "payment_methods",
-    "cash_on_delivery",
-    "installments",
-    "offline_payment",
-    "review_cashback",
-    "discount",
-    "authenticity",
-    "restock",
-    "size_advice",
-    "dispatch_time",
-    "delivery_time",
-    "courier",
-    "free_shipping",
-    "urge_shipping",
-    "order_tracking",
-    "change_address",
-    "cancel_order",
-    "merge_order",
-    "order_remark",
-    "seven_day_return",
-    "return_howto",
-    "return_shipping_fee",
-    "refund_time",
-    "exchange",
-    "damaged_item",
-    "missing_item",
-    "wrong_item",
-    "quality_issue",
-    "not_as_described",
-    "late_delivery",
-    "service_hours",
-    "contact",
-    "greeting",
-    "thanks",
-];
+/// Entries the code routes by id: a request for a person and a complaint go to a person
+/// whatever else the message says. Every other topic is the shop's own choice.
+pub const REQUIRED_IDS: &[&str] = &["human", "complaint"];
 
-/// Reply templates the code sends and therefore requires.
+/// Reply templates the conversation sends whatever the shop sells, and therefore requires.
 pub const REQUIRED_TEMPLATES: &[&str] = &[
     "clarify",
     "clarify_choice",
     "handoff",
     "empty",
     "too_long",
+    "angry",
+    "repeated",
+    "flow_stuck",
+    "flow_left",
+    "after_hours",
+    "waiting_ack",
+    "still_waiting",
+    "handoff_cancelled",
+    "attachment_received",
+    "rating_request",
+    "rating_thanks",
+    "released",
+    "welcome",
+    "message_kind_unsupported",
+    "try_again",
+];
+
+/// Templates of product-aware answers, filled from the catalog (a product's dispatch, stock,
+/// postage, price, material, sizes). A shop that writes them all gets those answers for its
+/// `dispatch_time`, `stock_check`, `restock`, `free_shipping`, `price`, `material` and
+/// `size_advice` entries; a shop that writes none answers every question from its entries.
+pub const PRODUCT_TEMPLATES: &[&str] = &[
     "dispatch_made_to_order",
     "dispatch_in_stock",
     "dispatch_no_stock",
@@ -78,21 +65,6 @@ pub const REQUIRED_TEMPLATES: &[&str] = &[
     "material",
     "size_one_size",
     "size_chart",
-    "angry",
-    "repeated",
-    "flow_stuck",
-    "flow_left",
-    "after_hours",
-    "waiting_ack",
-    "still_waiting",
-    "handoff_cancelled",
-    "attachment_received",
-    "rating_request",
-    "rating_thanks",
-    "released",
-    "welcome",
-    "message_kind_unsupported",
-    "try_again",
 ];
 
 /// Fewest example questions an entry may have.
@@ -227,6 +199,13 @@ impl Entry {
 impl KnowledgeBase {
     pub fn entry(&self, id: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.id.as_str() == id)
+    }
+
+    /// True when the shop wrote the product-aware templates (`PRODUCT_TEMPLATES`).
+    pub fn answers_from_catalog(&self) -> bool {
+        PRODUCT_TEMPLATES
+            .iter()
+            .all(|name| self.templates.contains_key(*name))
     }
 
     pub fn template(&self, name: &str) -> &Template {
@@ -488,6 +467,21 @@ pub fn validate(knowledge_base: &KnowledgeBase, dir: &Path) -> Vec<Diagnostic> {
                 format!("required template \"{required}\" is missing"),
             ));
         }
+    }
+    let missing: Vec<&str> = PRODUCT_TEMPLATES
+        .iter()
+        .copied()
+        .filter(|name| !knowledge_base.templates.contains_key(*name))
+        .collect();
+    if !missing.is_empty() && missing.len() < PRODUCT_TEMPLATES.len() {
+        diagnostics.push(at(
+            &dir.join("replies.toml"),
+            0,
+            format!(
+                "product-aware answers need every product template; missing: {}",
+                missing.join(", ")
+            ),
+        ));
     }
     diagnostics
 }

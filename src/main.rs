@@ -63,9 +63,9 @@ enum Command {
     /// Run an evaluation set and print precision, coverage and handoff recall.
     Eval {
         file: PathBuf,
-        /// Only the cases of this split (tune or heldout).
-        #[arg(long)]
-        split: Option<String>,
+        /// The split to run: tune, heldout (figures only, no misses) or all.
+        #[arg(long, default_value = "tune", value_parser = ["tune", "heldout", "all"])]
+        split: String,
     },
     /// Agents of the console.
     Agent {
@@ -180,7 +180,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Similarity => cli::similarity(&load()?, stdin.lock(), stdout.lock())?,
         Command::Eval { file, split } => {
-            cli::eval(&load()?, &file, split.as_deref(), stdout.lock())?;
+            cli::eval(&load()?, &file, &split, stdout.lock())?;
         }
         Command::Kb {
             command: KbCommand::Check { dir, json },

@@ -225,6 +225,7 @@ fn occurrences(text: &str, phrase: &str) -> Vec<usize> {
 /// NFKC, lower case, and everything that is neither a letter nor a digit turned into a space.
 /// Apostrophes inside English words are dropped (don't → dont) so they stay one word.
 fn fold(text: &str) -> String {
+    let text = read_placeholders(text);
     let mut out = String::with_capacity(text.len());
     for c in text.nfkc() {
         if c.is_alphanumeric() {
@@ -236,6 +237,50 @@ fn fold(text: &str) -> String {
         }
     }
     out
+}
+
+/// Chat exports and channels anonymise what a buyer typed as bracketed placeholders
+/// (`[订单x]`, `[数字x]`, `[金额x]`, `[地址x]`): a number or amount reads as a number, an order as
+/// the word 订单, anything else (a name, an address, a link) as nothing, so the placeholder's
+/// letters are never read as words of the question.
+fn read_placeholders(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('[') && !text.contains('［') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find(['[', '［']) {
+        out.push_str(&rest[..open]);
+        let after = &rest[open..];
+        let bracket = after.chars().next().map_or(1, char::len_utf8);
+        let inner_end = after[bracket..].find([']', '］']).map(|i| i + bracket);
+        let placeholder = inner_end.and_then(|end| {
+            let inner = &after[bracket..end];
+            let name = inner.trim_end_matches(|c: char| c.is_ascii_alphanumeric());
+            let is_placeholder = name.chars().count() <= 4
+                && !name.is_empty()
+                && name.chars().all(is_cjk)
+                && inner.len() > name.len();
+            is_placeholder.then_some((name, end))
+        });
+        match placeholder {
+            Some((name, end)) => {
+                out.push_str(match name {
+                    "数字" | "金额" | "日期" | "时间" | "电话" | "号码" => " 0 ",
+                    "订单" => " 订单 ",
+                    _ => " ",
+                });
+                let close = after[end..].chars().next().map_or(1, char::len_utf8);
+                rest = &after[end + close..];
+            }
+            None => {
+                out.push_str(&after[..bracket]);
+                rest = &after[bracket..];
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// The 0-based index a buyer means by a numbered choice: "2", "第二个", "选2", "second".
@@ -277,6 +322,15 @@ mod tests {
     #[track_caller]
     fn check(input: &str, expect: &str) {
         assert_eq!(normalizer().normalize(input), expect);
+    }
+
+    #[test]
+    fn anonymised_placeholders_read_as_what_they_stand_for() {
+        check("我的[订单x]今天能到吗", "我的 订单 今天能到");
+        check("下单[数字x]天了", "下单 0 天了");
+        check("寄到[地址x]，收件人[姓名x]", "寄到 收件人");
+        check("[数字x", "数字x");
+        check("选[1]还是[a]", "选 1 还是 a");
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub fn product_answer(
     normalized: &str,
     lang: Lang,
 ) -> Option<String> {
+    if !knowledge_base.answers_from_catalog() {
+        return None;
+    }
     let render =
         |name: &str, slots: &[(&str, String)]| Some(template(knowledge_base, name, lang, slots));
     let Some(product) = product else {

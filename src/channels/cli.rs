@@ -159,13 +159,10 @@ pub fn similarity(engine: &Engine, input: impl BufRead, mut output: impl Write) 
     Ok(())
 }
 
-/// `xiaoer eval FILE`: runs the set and prints the figures and the misses.
-pub fn eval(
-    engine: &Engine,
-    file: &Path,
-    split: Option<&str>,
-    mut output: impl Write,
-) -> Result<Report> {
+/// `xiaoer eval FILE [--split tune|heldout|all]`: runs one split (tune by default) and prints
+/// its figures, the reliability table and, for tuning questions only, the misses: a held-out
+/// split is read for its figures, never to look at what it missed.
+pub fn eval(engine: &Engine, file: &Path, split: &str, mut output: impl Write) -> Result<Report> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let (cases, problems) = eval::parse_cases(&text);
@@ -173,11 +170,13 @@ pub fn eval(
         eprintln!("{}: {problem}", file.display());
     }
     let mut report = Report::default();
-    for case in cases
-        .iter()
-        .filter(|c| split.is_none() || c.split.as_deref() == split)
-    {
-        report.add(case, &engine.ask(&case.text));
+    let mut tuning_misses = Report::default();
+    for case in cases.iter().filter(|c| in_split(c, split)) {
+        let reply = engine.ask(&case.text);
+        report.add(case, &reply);
+        if case.split.as_deref() != Some("heldout") {
+            tuning_misses.add(case, &reply);
+        }
     }
     writeln!(output, "cases            {}", report.cases)?;
     writeln!(
@@ -203,24 +202,37 @@ pub fn eval(
     )?;
     writeln!(
         output,
-        "accuracy         {:.3}  (clarified {})",
-        report.accuracy(),
-        report.clarified
+        "right topic      first {:.3}, in the first three {:.3}",
+        report.top1(),
+        report.top3()
     )?;
-    write!(output, "answered by confidence (correct/answered):")?;
-    for (bin, (answered, correct)) in report.by_confidence.iter().enumerate() {
-        write!(
-            output,
-            "  {:.1}–{:.1}: {correct}/{answered}",
-            bin as f32 / 5.0,
-            (bin + 1) as f32 / 5.0
-        )?;
+    writeln!(
+        output,
+        "clarified        {:.3} of questions; the right topic offered for {:.3} of those not answered",
+        report.clarify_rate(),
+        report.clarify_helped()
+    )?;
+    writeln!(
+        output,
+        "answered or clarified with the right topic  {:.3}",
+        report.answered_or_clarified_right()
+    )?;
+    writeln!(output, "reliability (confidence → the best topic right):")?;
+    for (band, (n, right)) in report.reliability.iter().enumerate() {
+        if *n > 0 {
+            writeln!(
+                output,
+                "  {:.1}–{:.1}  {right:>4}/{n:<4} {:.2}",
+                band as f32 / 10.0,
+                (band + 1) as f32 / 10.0,
+                *right as f64 / *n as f64
+            )?;
+        }
     }
-    writeln!(output)?;
-    if !report.misses.is_empty() {
-        writeln!(output, "misses:")?;
+    if !tuning_misses.misses.is_empty() {
+        writeln!(output, "misses (tuning questions only):")?;
     }
-    for miss in &report.misses {
+    for miss in &tuning_misses.misses {
         let topic = miss.topic.as_deref().unwrap_or("-");
         writeln!(
             output,
@@ -229,6 +241,12 @@ pub fn eval(
         )?;
     }
     Ok(report)
+}
+
+/// A question of `split` (`tune`, `heldout` or `all`); a question without a split counts as
+/// a tuning question.
+fn in_split(case: &eval::Case, split: &str) -> bool {
+    split == "all" || case.split.as_deref().unwrap_or("tune") == split
 }
 
 /// `xiaoer kb check DIR`: lists every problem of the knowledge base and of the dialog flows
@@ -295,10 +313,12 @@ pub fn kb_diff(
     for change in &entry_changes {
         writeln!(output, "  {change}")?;
     }
+    // Tuning questions only: an editor tunes on them, so the held-out split stays unseen.
+    let cases: Vec<&eval::Case> = cases.iter().filter(|c| in_split(c, "tune")).collect();
     let (mut old_report, mut new_report) = (Report::default(), Report::default());
     let mut n_changed = 0;
-    writeln!(output, "questions answered differently:")?;
-    for case in &cases {
+    writeln!(output, "tuning questions answered differently:")?;
+    for case in cases.iter().copied() {
         let (old_reply, new_reply) = (old.ask(&case.text), new.ask(&case.text));
         old_report.add(case, &old_reply);
         new_report.add(case, &new_reply);
@@ -321,7 +341,11 @@ pub fn kb_diff(
             outcome(&new_reply)
         )?;
     }
-    writeln!(output, "{} questions, {n_changed} changed", cases.len())?;
+    writeln!(
+        output,
+        "{} tuning questions, {n_changed} changed",
+        cases.len()
+    )?;
     print_figures(&old_report, &new_report, &mut output)?;
     Ok(true)
 }

@@ -340,7 +340,7 @@ async fn asking_for_a_person_queues_a_handoff_with_its_context() {
 
 #[tokio::test]
 async fn low_confidence_hands_off_and_a_repeat_after_a_clarify_does_too() {
-    let bot = TestBot::with_settings(|s| s.thresholds.answer = 0.6);
+    let bot = TestBot::with_settings(|s| s.thresholds.answer = 0.7);
     let lost = bot.say("q1", "可以帮我写一份工作总结吗").await;
     assert_eq!(lost["action"], "handoff", "{lost}");
     assert_eq!(

@@ -82,7 +82,7 @@ fn broken_knowledge_files_are_named_with_a_clear_message() {
     assert!(find("latin1.toml", "not UTF-8"), "{listing:#?}");
     assert!(find("unknown_field.toml", "unknown field"), "{listing:#?}");
     assert!(
-        find("", "required entry \"invoice\" is missing"),
+        find("", "required entry \"human\" is missing"),
         "{listing:#?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
