@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::catalog::Catalog;
 use crate::normalize::Lexicon;
 use crate::phrasing::{self, PhrasingRules};
+use crate::shop::Shop;
 
 /// Entries the code routes by id: a request for a person and a complaint go to a person
 /// whatever else the message says. Every other topic is the shop's own choice.
@@ -180,6 +181,8 @@ pub struct KnowledgeBase {
     pub phrasing: PhrasingRules,
     /// Where the catalog was read from, for diagnostics.
     pub catalog_path: PathBuf,
+    /// The shop's own rules (`shop.toml`): its hours and the values answers refer to.
+    pub shop: Shop,
 }
 
 impl Entry {
@@ -305,6 +308,15 @@ pub fn load_dir(dir: &Path) -> (KnowledgeBase, Vec<Diagnostic>) {
                 }
                 Err(d) => diagnostics.push(d),
             },
+            "shop.toml" => match parse_toml::<Shop>(&path, &text) {
+                Ok(shop) => {
+                    if let Some(Err(problem)) = shop.service_hours() {
+                        diagnostics.push(at(&path, 0, format!("[hours]: {problem}")));
+                    }
+                    knowledge_base.shop = shop;
+                }
+                Err(d) => diagnostics.push(d),
+            },
             "phrasing.toml" => match parse_toml::<PhrasingRules>(&path, &text) {
                 Ok(rules) => knowledge_base.phrasing = rules,
                 Err(d) => diagnostics.push(d),
@@ -315,9 +327,50 @@ pub fn load_dir(dir: &Path) -> (KnowledgeBase, Vec<Diagnostic>) {
             },
         }
     }
+    diagnostics.extend(fill_shop_values(&mut knowledge_base, &template_lines));
     diagnostics.extend(validate(&knowledge_base, dir));
     diagnostics.extend(check_phrasing(&knowledge_base, &template_lines));
     (knowledge_base, diagnostics)
+}
+
+/// Writes the shop's values (`{shop.NAME}`) into every answer and template, so what is checked
+/// and sent is the text the buyer reads; a name `shop.toml` lacks is a problem at its entry or
+/// template.
+fn fill_shop_values(
+    knowledge_base: &mut KnowledgeBase,
+    template_lines: &BTreeMap<String, Location>,
+) -> Vec<Diagnostic> {
+    let shop = knowledge_base.shop.clone();
+    let mut diagnostics = Vec::new();
+    let mut fill = |text: &mut String, english: bool, location: &Location, whose: &str| match shop
+        .fill(text, english)
+    {
+        Ok(filled) => *text = filled,
+        Err(unknown) => diagnostics.push(Diagnostic {
+            location: location.clone(),
+            message: format!(
+                "{whose} refers to {} that shop.toml does not define",
+                unknown
+                    .iter()
+                    .map(|name| format!("{{shop.{name}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    };
+    for entry in &mut knowledge_base.entries {
+        let whose = format!("entry \"{}\"", entry.id);
+        fill(&mut entry.answer, false, &entry.location, &whose);
+        fill(&mut entry.answer_en, true, &entry.location, &whose);
+        fill(&mut entry.policy, true, &entry.location, &whose);
+    }
+    for (name, template) in &mut knowledge_base.templates {
+        let location = template_lines.get(name).cloned().unwrap_or_default();
+        let whose = format!("template \"{name}\"");
+        fill(&mut template.zh, false, &location, &whose);
+        fill(&mut template.en, true, &location, &whose);
+    }
+    diagnostics
 }
 
 /// The `*.toml` files directly in `dir`, sorted by path, so every reader sees one order.

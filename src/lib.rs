@@ -5,6 +5,8 @@
 //! - `analyze`    — characters with pinyin, jieba words, sound bigrams, English stems.
 //! - `knowledge`  — the knowledge base in `knowledge/`: entries, lexicon, templates; `load_dir`.
 //! - `catalog`    — the product catalog and its lookups (product, colour, size, stock).
+//! - `shop`       — the shop's own rules named once (`shop.toml`: hours, cut-off, thresholds),
+//!   filled into answers and templates at load as `{shop.NAME}`.
 //! - `meaning`    — word vectors and synonym groups (general Chinese, built in from `assets/`).
 //! - `similarity` — the score of two questions in [0, 1] (re-ranking, `xiaoer similarity`).
 //! - `matcher`    — the in-RAM tantivy index; `find` ranks entries for a question.
@@ -70,6 +72,7 @@ pub mod normalize;
 pub mod phrasing;
 pub mod reply;
 pub mod service;
+pub mod shop;
 pub mod similarity;
 pub mod storage;
 

@@ -164,7 +164,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Chat => {
             let interactive = stdin.is_terminal();
             let bot = load_bot(&settings)?;
-            let hours = ServiceHours::parse(&settings.hours)?;
+            let hours = match bot.engine.knowledge_base().shop.service_hours() {
+                Some(Ok(hours)) => hours,
+                _ => ServiceHours::parse(&settings.hours)?,
+            };
             cli::chat(&bot, &hours, stdin.lock(), stdout.lock(), interactive)?
         }
         Command::Agent {

@@ -233,7 +233,7 @@ impl Service {
         let running = self.running.acquire().await;
         let bot = self.bot();
         let store = self.store.clone();
-        let hours = self.hours.clone();
+        let hours = self.hours_of(&bot);
         let inbound = Inbound {
             text: message.text,
             attachments: message.attachments,
@@ -275,6 +275,15 @@ impl Service {
         result
     }
 
+    /// The service hours in force: the shop's own (`shop.toml`, reloaded with the knowledge)
+    /// when it names them, else `[hours]` of the settings.
+    fn hours_of(&self, bot: &Bot) -> ServiceHours {
+        match bot.engine.knowledge_base().shop.service_hours() {
+            Some(Ok(hours)) => hours,
+            _ => self.hours.clone(),
+        }
+    }
+
     fn chat_lock(&self, chat: &ChatKey) -> Arc<tokio::sync::Mutex<()>> {
         let mut chats = self.chats.lock().unwrap_or_else(|e| e.into_inner());
         chats.entry(chat.clone()).or_default().clone()
@@ -297,7 +306,7 @@ impl Service {
         let bot = self.bot();
         let store = self.store.clone();
         let now = self.clock.now_ms();
-        if !self.hours.is_open(now) {
+        if !self.hours_of(&bot).is_open(now) {
             return Ok(0);
         }
         let before = now - (self.settings.remind_after_s as i64) * 1000;

@@ -245,3 +245,39 @@ fn kb_check_reports_a_malformed_flow_file_at_its_line_and_a_missing_required_flo
         "{stdout}"
     );
 }
+
+#[test]
+fn the_shops_values_are_stated_once_and_every_answer_follows_an_edit() {
+    let copy = KnowledgeCopy::new("shop-values");
+    copy.edit(
+        "shop.toml",
+        r#"shifts = ["08:30-17:30", "17:30-23:00"]"#,
+        r#"shifts = ["09:00-12:00", "13:00-18:00"]"#,
+    );
+    copy.edit(
+        "shop.toml",
+        r#"dispatch_cutoff = "16:00""#,
+        r#"dispatch_cutoff = "14:30""#,
+    );
+    let edited = Engine::load(&copy.dir, Thresholds::default()).unwrap();
+    let hours = edited.ask("客服几点上班").reply;
+    assert!(hours.contains("09:00–12:00、13:00–18:00"), "{hours}");
+    assert!(!hours.contains("08:30"), "{hours}");
+    let dispatch = edited.ask("今天下单什么时候发货").reply;
+    assert!(
+        dispatch.contains("14:30") && !dispatch.contains("16:00"),
+        "{dispatch}"
+    );
+    let contact = edited.ask("how can I call you").reply;
+    assert!(contact.contains("09:00–12:00, 13:00–18:00"), "{contact}");
+
+    copy.edit("shipping.toml", "{shop.dispatch_cutoff}", "{shop.cut_off}");
+    let (_, diagnostics) = xiaoer::knowledge::load_dir(&copy.dir);
+    let listing: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    assert!(
+        listing
+            .iter()
+            .any(|d| d.contains("shipping.toml:") && d.contains("{shop.cut_off}")),
+        "{listing:#?}"
+    );
+}
