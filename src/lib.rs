@@ -15,6 +15,8 @@
 //! - `case`       — after-sales cases a flow records for the weekly review.
 //! - `handoff`    — why and how urgently a chat goes to a person; the agent's summary line.
 //! - `auth`       — agent tokens: made at random, stored only as a hash.
+//! - `throttle`   — wrong guesses counted per key in a window, then a block (pure, time passed
+//!   in); not to be confused with `channels::telegram::throttle`, which paces sends.
 //! - `hours`      — service hours: are agents at their desks, when are they back.
 //! - `bot`        — knowledge base + index + flows + their version, swapped whole on reload.
 //! - `conversation` — a chat's state and memory; `handle` turns a message into an `Outcome`:
@@ -72,5 +74,6 @@ pub mod reply;
 pub mod service;
 pub mod similarity;
 pub mod storage;
+pub mod throttle;
 
 pub use error::{Error, Result};
