@@ -242,7 +242,9 @@ fn serve(settings: Settings) -> Result<()> {
             router = router.merge(start_telegram(service.clone(), &settings).await?);
         }
         tokio::spawn(service.clone().run_background());
-        axum::serve(listener, router)
+        // With each connection's peer address: throttles of wrong guesses count per address.
+        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving HTTP")
