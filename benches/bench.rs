@@ -475,7 +475,9 @@ impl Server {
             .unwrap();
         runtime.block_on(async {
             let mut connection = Connection::open(&server.addr).await;
-            connection.chat("startup", "能开发票吗").await;
+            connection
+                .chat(&bench_chat_id("startup"), "能开发票吗")
+                .await;
         });
         (server, started.elapsed())
     }
@@ -486,6 +488,11 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The id of the bench's chat `label`: long enough for the API (22+ URL-safe characters).
+fn bench_chat_id(label: &str) -> String {
+    format!("bench-{label}-0123456789abcdefghij")
 }
 
 /// One keep-alive HTTP/1.1 connection: a buyer's chat.
@@ -505,7 +512,7 @@ impl Connection {
         }
     }
 
-    /// Sends one message; returns the number of replies.
+    /// Sends one message to the chat with this id; returns the number of replies.
     async fn chat(&mut self, chat: &str, text: &str) -> usize {
         let body = serde_json::json!({ "chat_id": chat, "text": text }).to_string();
         let request = format!(
@@ -573,7 +580,7 @@ fn end_to_end(quick: bool, cases: &[Case]) {
                     for m in 0..per_chat {
                         let text = &questions[(c * 7 + m * 13) % questions.len()];
                         let sent = Instant::now();
-                        replies += connection.chat(&format!("bench-{c}"), text).await;
+                        replies += connection.chat(&bench_chat_id(&c.to_string()), text).await;
                         times.push(sent.elapsed());
                     }
                     (times, replies)
@@ -593,7 +600,8 @@ fn end_to_end(quick: bool, cases: &[Case]) {
         use xiaoer::storage::Store;
         let (mut stored_buyer, mut stored_bot) = (0, 0);
         for c in 0..chats {
-            let chat = xiaoer::conversation::ChatKey::parse("http", &format!("bench-{c}")).unwrap();
+            let chat =
+                xiaoer::conversation::ChatKey::parse_http(&bench_chat_id(&c.to_string())).unwrap();
             for message in store.messages(&chat, 0).unwrap() {
                 match message.from {
                     xiaoer::storage::Sender::Buyer => stored_buyer += 1,

@@ -22,7 +22,12 @@ use crate::normalize::{contains_phrase, reply_lang, Lang};
 use crate::{phrasing, reply};
 
 /// Longest chat id a channel may use.
-const MAX_CHAT_ID_CHARS: usize = 128;
+pub const MAX_CHAT_ID_CHARS: usize = 128;
+/// Fewest characters of an HTTP chat id: 22 URL-safe characters carry 132 bits, more than
+/// anyone can guess.
+pub const MIN_SECRET_CHAT_ID_CHARS: usize = 22;
+/// The channel of the HTTP chat API.
+pub const HTTP_CHANNEL: &str = "http";
 /// Messages this close (normalised edit similarity) to the previous one count as a repeat.
 const REPEAT_SIMILARITY: f64 = 0.75;
 /// A buyer waiting for a person is acknowledged at most this often.
@@ -47,6 +52,20 @@ impl ChatKey {
             && !id.chars().any(char::is_control);
         (channel_ok && id_ok).then(|| ChatKey {
             channel: channel.to_string(),
+            id: id.to_string(),
+        })
+    }
+
+    /// A chat of the HTTP API. Its id is the buyer's secret and the only way to the chat, so
+    /// it must be too long to guess: 22–128 URL-safe characters (A–Z a–z 0–9 - _). The key's
+    /// channel is always `http`: no id given to the HTTP API reaches another channel's chat.
+    pub fn parse_http(id: &str) -> Option<ChatKey> {
+        let strong = (MIN_SECRET_CHAT_ID_CHARS..=MAX_CHAT_ID_CHARS).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        strong.then(|| ChatKey {
+            channel: HTTP_CHANNEL.to_string(),
             id: id.to_string(),
         })
     }
@@ -937,6 +956,32 @@ mod tests {
         assert!(ChatKey::parse("http", &"x".repeat(129)).is_none());
         assert!(ChatKey::parse("http", "a\u{0}b").is_none());
         assert!(ChatKey::parse("HTTP", "a").is_none());
+    }
+
+    #[test]
+    fn http_chat_ids_must_be_long_url_safe_secrets() {
+        #[track_caller]
+        fn check(id: &str, accepted: bool) {
+            let key = ChatKey::parse_http(id);
+            assert_eq!(key.is_some(), accepted, "{id:?}");
+            if let Some(key) = key {
+                assert_eq!((key.channel(), key.id()), ("http", id));
+            }
+        }
+        check("rAnd0m-url_safe-Secret9", true);
+        check(&"a".repeat(22), true);
+        check(&"a".repeat(128), true);
+        check(&"a".repeat(21), false);
+        check(&"a".repeat(129), false);
+        check("1", false);
+        check("42", false);
+        check("web-5f2c9a", false);
+        check("telegram:123456789012345678901234", false);
+        check("aaaaaaaaaaaaaaaaaaaaaa aaaa", false);
+        check("aaaaaaaaaaaaaaaaaaaaaa/aaaa", false);
+        check("aaaaaaaaaaaaaaaaaaaaaa.aaaa", false);
+        check("aaaaaaaaaaaaaaaaaaaaaa\u{0}", false);
+        check("店小二店小二店小二店小二店小二店小二店小二店小二", false);
     }
 
     #[test]

@@ -16,7 +16,10 @@
 //! - `dialog`     — after-sales flows from `dialogs/`: steps, checks of answers, endings.
 //! - `case`       — after-sales cases a flow records for the weekly review.
 //! - `handoff`    — why and how urgently a chat goes to a person; the agent's summary line.
-//! - `auth`       — agent tokens: made at random, stored only as a hash.
+//! - `auth`       — secrets made at random: agent tokens (stored only as a hash) and HTTP chat
+//!   ids (144 bits, base64url).
+//! - `throttle`   — wrong guesses counted per key in a window, then a block (pure, time passed
+//!   in); not to be confused with `channels::telegram::throttle`, which paces sends.
 //! - `hours`      — service hours: are agents at their desks, when are they back.
 //! - `bot`        — knowledge base + index + flows + their version, swapped whole on reload.
 //! - `conversation` — a chat's state and memory; `handle` turns a message into an `Outcome`:
@@ -27,8 +30,10 @@
 //! - `storage`    — the `Store` trait and its SQLite implementation (the only SQL).
 //! - `service`    — the running bot: per-chat ordered turns (load, handle, commit), knowledge
 //!   reload with atomic swap, reminders for unclaimed handoffs. The async shell of the core.
-//! - `channels`   — adapters: `cli` (terminal), `http` (axum: `/api/chat`), `console` (the
-//!   agents' API and web page under `/api/agent` and `/console`).
+//! - `channels`   — adapters: `cli` (terminal), `http` (axum: `/api/chat`, JSON errors on
+//!   every route), `console` (the agents' API and web page under `/api/agent` and `/console`),
+//!   `guard` (the HTTP side's defences: client address, throttles of wrong chat ids and
+//!   tokens, security headers).
 //!   `telegram` (teloxide: long polling or a webhook route; our own per-chat lanes instead of teloxide's
 //!   `Dispatcher`, so an update is acknowledged only once its turn is stored; an outbox that
 //!   delivers what the store holds undelivered, in order per chat, with retries, within
@@ -49,6 +54,8 @@
 //!   the channel refuses for good (the buyer blocked the bot) stays too, marked
 //!   `undeliverable` with the reason, and is not tried again.
 //! - Index and queries share one normaliser and one analyzer.
+//! - An HTTP chat is reached only by its id, a secret too long to guess
+//!   (`ChatKey::parse_http`), and only ever an `http` chat; every HTTP error body is JSON.
 
 pub mod analyze;
 pub mod audit;
@@ -75,5 +82,6 @@ pub mod service;
 pub mod shop;
 pub mod similarity;
 pub mod storage;
+pub mod throttle;
 
 pub use error::{Error, Result};

@@ -114,8 +114,14 @@ enum KbCommand {
 }
 
 fn main() -> ExitCode {
+    // Warnings (refused sign-ins, blocked addresses, failed sends) show unless RUST_LOG
+    // says otherwise.
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing_subscriber::filter::LevelFilter::WARN.into())
+        .from_env_lossy();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {
@@ -245,7 +251,9 @@ fn serve(settings: Settings) -> Result<()> {
             router = router.merge(start_telegram(service.clone(), &settings).await?);
         }
         tokio::spawn(service.clone().run_background());
-        axum::serve(listener, router)
+        // With each connection's peer address: throttles of wrong guesses count per address.
+        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving HTTP")

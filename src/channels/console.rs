@@ -4,14 +4,19 @@
 //! it, reply through the chat's own channel (after the phrasing check), leave notes, close the
 //! case or hand the chat back to the bot. Names of flows come from `dialogs/` through the API,
 //! so the page hard-codes none.
+//!
+//! Wrong tokens are throttled per address and logged (the address, never the token); agent
+//! responses are never cached; the page runs under a strict Content-Security-Policy (its
+//! script and styles are files of their own, no inline script), never inside a frame.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
+use axum::middleware::map_response;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,7 +24,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::token_hash;
-use crate::channels::http::{rfc3339, ApiError};
+use crate::channels::guard::{self, client_address};
+use crate::channels::http::{rfc3339, ApiError, ApiState, Path, Query};
 use crate::dialog::{Collect, Flow, Party};
 use crate::phrasing;
 use crate::reply;
@@ -36,9 +42,8 @@ const UNANSWERED_WINDOW: usize = 2000;
 const GROUP_SIMILARITY: f64 = 0.55;
 
 /// The console's routes (merged into the HTTP router).
-pub fn routes() -> Router<Arc<Service>> {
-    Router::new()
-        .route("/console", get(page))
+pub fn routes() -> Router<ApiState> {
+    let agent_api = Router::new()
         .route("/api/agent/me", get(me))
         .route("/api/agent/handoffs", get(queue))
         .route("/api/agent/handoffs/{id}", get(detail))
@@ -55,18 +60,31 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/api/agent/answers", get(answers))
         .route("/api/agent/knowledge", get(knowledge))
         .route("/api/agent/flows", get(flows))
+        .layer(map_response(guard::no_store));
+    Router::new()
+        .route("/console", get(page))
+        .route("/console.js", get(script))
+        .route("/console.css", get(styles))
+        .merge(agent_api)
 }
 
 /// An agent signed in with a valid token.
 pub struct SignedIn(pub AgentRecord);
 
-impl FromRequestParts<Arc<Service>> for SignedIn {
+/// Checks the bearer token. Wrong tokens count against the client's address: past
+/// `guard::SIGN_INS` the address gets 429 for a while, whatever token it sends.
+impl FromRequestParts<ApiState> for SignedIn {
     type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        service: &Arc<Service>,
+        state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
+        let (service, sign_ins) = (&state.service, &state.guards.sign_ins);
+        let address = client_address(parts);
+        sign_ins
+            .admit(address, service.clock().now_ms())
+            .map_err(IntoResponse::into_response)?;
         let unauthorized = |message: &str| {
             (
                 StatusCode::UNAUTHORIZED,
@@ -90,9 +108,16 @@ impl FromRequestParts<Arc<Service>> for SignedIn {
         let agent = blocking(service, move |store| store.agent_by_token_hash(&hash))
             .await
             .map_err(IntoResponse::into_response)?;
-        agent
-            .map(SignedIn)
-            .ok_or_else(|| unauthorized("unknown or revoked token"))
+        match agent {
+            Some(agent) => Ok(SignedIn(agent)),
+            None => {
+                tracing::warn!(%address, "sign-in refused: unknown or revoked token");
+                sign_ins
+                    .fail(address, service.clock().now_ms())
+                    .map_err(IntoResponse::into_response)?;
+                Err(unauthorized("unknown or revoked token"))
+            }
+        }
     }
 }
 
@@ -143,8 +168,33 @@ fn case_json(case: &CaseRecord) -> Value {
     })
 }
 
-async fn page() -> Html<&'static str> {
-    Html(include_str!("console.html"))
+/// The page, with the headers that keep it from running anything but its own script and
+/// from being framed by another site.
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, guard::CONSOLE_CSP),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        Html(include_str!("console.html")),
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("console.js"),
+    )
+        .into_response()
+}
+
+async fn styles() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("console.css"),
+    )
+        .into_response()
 }
 
 async fn me(SignedIn(agent): SignedIn) -> Json<AgentRecord> {
@@ -249,7 +299,7 @@ struct TextBody {
 
 fn agent_text(body: Result<Json<TextBody>, JsonRejection>) -> Result<String, ApiError> {
     let Json(body) = body?;
-    let text = body.text.trim().to_string();
+    let text = body.text.trim().replace("\r\n", "\n");
     if text.is_empty() {
         return Err(ApiError::BadRequest("text is empty".into()));
     }
@@ -258,7 +308,26 @@ fn agent_text(body: Result<Json<TextBody>, JsonRejection>) -> Result<String, Api
             "text is longer than {MAX_AGENT_TEXT_CHARS} characters"
         )));
     }
+    refuse_controls("text", &text)?;
     Ok(text)
+}
+
+/// Refuses a text with a control character other than newline and tab (NUL, a terminal
+/// escape, a bell …): it would reach a buyer's screen or a spreadsheet as it is.
+fn refuse_controls(field: &str, text: &str) -> Result<(), ApiError> {
+    let found = text
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t'));
+    match found {
+        Some((position, control)) => Err(ApiError::BadRequest(format!(
+            "{field} contains the control character U+{:04X} at character {}; only newlines \
+             and tabs are allowed",
+            u32::from(control),
+            position + 1
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Sends an agent's text to the buyer, unless it breaks a phrasing rule: then 422 with every
@@ -330,12 +399,13 @@ async fn close(
     body: Result<Json<CloseBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
-    let outcome = body.outcome.trim().to_string();
+    let outcome = body.outcome.trim().replace("\r\n", "\n");
     if outcome.is_empty() || outcome.chars().count() > MAX_AGENT_TEXT_CHARS {
         return Err(ApiError::BadRequest(
             "outcome: say in a few words how the case was resolved".into(),
         ));
     }
+    refuse_controls("outcome", &outcome)?;
     let responsible = Party::parse(body.responsible.trim()).ok_or_else(|| {
         ApiError::BadRequest(
             "responsible must be shop, courier, buyer or undetermined (我方/快递/买家/待定)".into(),

@@ -1,25 +1,33 @@
 //! The HTTP chat API (axum): the channel every other channel and test can use.
 //!
+//! - `POST /api/chat/new` → `{"chat_id"}`: a new chat id, a random secret.
 //! - `POST /api/chat` `{"chat_id", "text", "attachments"?}` → `{"replies", "action", "topic",
 //!   "confidence", "state"}`
 //! - `GET /api/chat/{chat_id}/messages?after=ID` → `{"messages": [{"id", "from", "text", "at"}]}`:
 //!   what the chat received later (an agent's reply, a reminder while waiting).
 //! - `GET /health` → the knowledge version serving and the last refused reload.
 //!
-//! A chat id is the buyer's session secret (the shop's web widget makes a random one): it is
-//! the only way to a chat's messages, and one chat's data never appears in another's.
+//! A chat id is the buyer's session secret: the only way to a chat's messages, so it must be
+//! too long to guess (`ChatKey::parse_http`: 22–128 URL-safe characters; `/api/chat/new`
+//! issues one), and reads of chats that do not exist are throttled per address. Ids given
+//! here only ever reach `http` chats, never a Telegram chat. Every error, the framework's
+//! included (unknown route, wrong method, bad path or query), is JSON `{"error": …}`.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::conversation::ChatKey;
+use crate::channels::guard::{self, ClientAddress, Guards};
+use crate::conversation::{ChatKey, MAX_CHAT_ID_CHARS, MIN_SECRET_CHAT_ID_CHARS};
 use crate::dialog::Attachment;
 use crate::service::Service;
 
@@ -29,15 +37,79 @@ pub const MAX_TEXT_CHARS: usize = 20_000;
 const MAX_BODY_BYTES: usize = 256 * 1024;
 const MAX_ATTACHMENTS: usize = 10;
 
+/// What every route reaches: the running service and the throttles of wrong guesses.
+/// Handlers that need only the service take `State<Arc<Service>>`.
+#[derive(Clone)]
+pub struct ApiState {
+    pub service: Arc<Service>,
+    pub guards: Arc<Guards>,
+}
+
+impl FromRef<ApiState> for Arc<Service> {
+    fn from_ref(state: &ApiState) -> Arc<Service> {
+        state.service.clone()
+    }
+}
+
 /// The API's routes over a running service, the agent console's included.
 pub fn router(service: Arc<Service>) -> Router {
+    let state = ApiState {
+        service,
+        guards: Arc::new(Guards::default()),
+    };
     Router::new()
         .route("/api/chat", post(chat))
+        .route("/api/chat/new", post(new_chat))
         .route("/api/chat/{chat_id}/messages", get(messages))
         .route("/health", get(health))
         .merge(crate::channels::console::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(service)
+        .layer(map_response(guard::common_headers))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route; see README.md for the HTTP API".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed("this route does not take that method".into())
+}
+
+/// `axum::extract::Path` whose rejection is a JSON 400.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(ApiError::BadRequest(format!(
+                "bad path: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
+/// `axum::extract::Query` whose rejection is a JSON 400.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(ApiError::BadRequest(format!(
+                "bad query: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
 }
 
 /// A 4xx with a message for the caller, or an opaque 500 that is logged.
@@ -52,6 +124,12 @@ pub enum ApiError {
     Forbidden(String),
     /// Well-formed but refused on its content (an edit that would break the knowledge base).
     Unprocessable(String),
+    MethodNotAllowed(String),
+    /// Too many wrong guesses from one address; try again after `retry_after_s`.
+    TooManyRequests {
+        message: String,
+        retry_after_s: u64,
+    },
     Internal(String),
 }
 
@@ -64,6 +142,15 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+            ApiError::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, m),
+            ApiError::TooManyRequests {
+                message,
+                retry_after_s,
+            } => {
+                let body = Json(serde_json::json!({ "error": message }));
+                let retry_after = [(header::RETRY_AFTER, retry_after_s.to_string())];
+                return (StatusCode::TOO_MANY_REQUESTS, retry_after, body).into_response();
+            }
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "request failed");
                 (
@@ -107,9 +194,18 @@ struct ChatResponse {
 }
 
 fn chat_key(chat_id: &str) -> Result<ChatKey, ApiError> {
-    ChatKey::parse("http", chat_id).ok_or_else(|| {
-        ApiError::BadRequest("chat_id must be 1–128 characters without control characters".into())
+    ChatKey::parse_http(chat_id).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "chat_id must be a secret nobody can guess: {MIN_SECRET_CHAT_ID_CHARS}–{MAX_CHAT_ID_CHARS} \
+             URL-safe characters (A–Z a–z 0–9 - _), random; POST /api/chat/new issues one"
+        ))
     })
+}
+
+/// A new chat id: 144 random bits, for a web page that does not make its own.
+async fn new_chat() -> Result<Json<serde_json::Value>, ApiError> {
+    let chat_id = crate::auth::new_chat_id().map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(serde_json::json!({ "chat_id": chat_id })))
 }
 
 async fn chat(
@@ -156,17 +252,29 @@ struct After {
     after: i64,
 }
 
+/// The chat's messages after `after`. A read of a chat that does not exist counts as a wrong
+/// guess of the reader's address; too many and the address waits.
 async fn messages(
-    State(service): State<Arc<Service>>,
+    State(state): State<ApiState>,
     Path(chat_id): Path<String>,
     Query(after): Query<After>,
+    ClientAddress(address): ClientAddress,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let clock = state.service.clock().clone();
+    state.guards.chat_guesses.admit(address, clock.now_ms())?;
     let chat = chat_key(&chat_id)?;
-    let store = service.store().clone();
-    let stored = tokio::task::spawn_blocking(move || store.messages(&chat, after.after))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let store = state.service.store().clone();
+    let (stored, exists) = tokio::task::spawn_blocking(move || {
+        let stored = store.messages(&chat, after.after)?;
+        let exists = !stored.is_empty() || store.chat_exists(&chat)?;
+        Ok::<_, crate::storage::StoreError>((stored, exists))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !exists {
+        state.guards.chat_guesses.fail(address, clock.now_ms())?;
+    }
     let messages: Vec<_> = stored
         .iter()
         .map(|m| {

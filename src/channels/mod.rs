@@ -3,5 +3,6 @@
 
 pub mod cli;
 pub mod console;
+pub mod guard;
 pub mod http;
 pub mod telegram;

@@ -245,6 +245,8 @@ pub trait Store: Send + Sync {
     fn commit_turn(&self, turn: &Turn) -> StoreResult<Committed>;
     /// The chat's messages with an id above `after`, oldest first.
     fn messages(&self, chat: &ChatKey, after: i64) -> StoreResult<Vec<StoredMessage>>;
+    /// Whether the chat has had a turn (the HTTP API counts reads of unknown chats as guesses).
+    fn chat_exists(&self, chat: &ChatKey) -> StoreResult<bool>;
     fn handoff(&self, id: i64) -> StoreResult<Option<HandoffRecord>>;
     /// Waiting and claimed handoffs: urgent first, then oldest first.
     fn open_handoffs(&self) -> StoreResult<Vec<HandoffRecord>>;

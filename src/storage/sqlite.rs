@@ -535,6 +535,14 @@ impl Store for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(sql)
     }
 
+    fn chat_exists(&self, chat: &ChatKey) -> StoreResult<bool> {
+        let connection = self.lock();
+        connection
+            .prepare_cached("SELECT 1 FROM chats WHERE channel = ?1 AND chat_id = ?2")
+            .and_then(|mut statement| statement.exists(params![chat.channel(), chat.id()]))
+            .map_err(sql)
+    }
+
     fn handoff(&self, id: i64) -> StoreResult<Option<HandoffRecord>> {
         let connection = self.lock();
         connection

@@ -146,7 +146,8 @@ async fn serve(bot: &TestBot) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let router = xiaoer::channels::http::router(bot.service.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{address}")
 }
 
@@ -220,6 +221,18 @@ async fn take_a_handoff(bot: Arc<TestBot>, page: Client, base: String) {
         .await
         .unwrap();
     wait_for_text(&page, "#who", "alice").await;
+    // The page runs under its Content-Security-Policy (no inline script or style): the script
+    // file runs (signing in worked) and the style sheet applies.
+    let margin = script(
+        &page,
+        "return getComputedStyle(document.getElementById('cases-form')).marginTop",
+    )
+    .await;
+    assert_eq!(
+        margin,
+        json!("7.5px"),
+        "console.css applies (.5rem of 15px)"
+    );
     let queue = wait_for_text(&page, "#queue", "web-3a9e").await;
     assert!(
         queue.find("web-7c1f") < queue.find("web-3a9e"),
@@ -394,6 +407,33 @@ async fn take_a_handoff(bot: Arc<TestBot>, page: Client, base: String) {
         json!(true),
         "the page was never reloaded"
     );
+    too_many_wrong_tokens_are_told_to_wait(&page).await;
+}
+
+/// Signed out, a run of wrong tokens from this address ends in the form saying how long to
+/// wait (the server's 429 and its Retry-After).
+async fn too_many_wrong_tokens_are_told_to_wait(page: &Client) {
+    click(page, "sign-out").await;
+    let token_box = page.find(Locator::Id("token")).await.unwrap();
+    let mut said = String::new();
+    for _ in 0..=xiaoer::channels::guard::SIGN_INS.failures {
+        script(
+            page,
+            "document.getElementById('signin-error').textContent = ''",
+        )
+        .await;
+        token_box.clear().await.unwrap();
+        token_box.send_keys("not-a-token\u{e007}").await.unwrap();
+        wait_until(page, "#signin-error to say why", || async {
+            !text(page, "#signin-error").await.is_empty()
+        })
+        .await;
+        said = text(page, "#signin-error").await;
+        if said.contains("秒后再试") {
+            break;
+        }
+    }
+    assert!(said.contains("请 60 秒后再试"), "{said}");
 }
 
 /// Opens the flow's handoff (what it collected, the photo as a link), claims it and closes it

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use xiaoer::storage::Sender;
 
-use crate::support::{beijing, replies, TestBot};
+use crate::support::{beijing, chat_id, replies, TestBot};
 
 const ORDER: &str = "2345678901234567";
 
@@ -385,13 +385,14 @@ async fn anger_goes_to_the_front_of_the_queue() {
         .iter()
         .map(|h| (h.chat.id(), h.reason.as_str()))
         .collect();
+    let (a1, a2, a3, a4) = (chat_id("a1"), chat_id("a2"), chat_id("a3"), chat_id("a4"));
     assert_eq!(
         order,
         [
-            ("a2", "angry"),
-            ("a3", "angry"),
-            ("a4", "angry"),
-            ("a1", "asked_for_person")
+            (a2.as_str(), "angry"),
+            (a3.as_str(), "angry"),
+            (a4.as_str(), "angry"),
+            (a1.as_str(), "asked_for_person")
         ]
     );
 }
@@ -434,7 +435,11 @@ async fn an_unclaimed_handoff_reminds_the_buyer_once_and_a_claimed_one_never() {
     assert_eq!(bot.service.send_reminders().await.unwrap(), 1);
     assert_eq!(bot.service.send_reminders().await.unwrap(), 0, "only once");
     let (status, polled) = bot
-        .request("GET", "/api/chat/w1/messages?after=2", None)
+        .request(
+            "GET",
+            &format!("/api/chat/{}/messages?after=2", chat_id("w1")),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     let texts: Vec<&str> = polled["messages"]
@@ -459,7 +464,13 @@ async fn an_unclaimed_handoff_reminds_the_buyer_once_and_a_claimed_one_never() {
         1,
         "the night's buyers hear from us when the shift starts"
     );
-    let (_, other) = bot.request("GET", "/api/chat/w2/messages", None).await;
+    let (_, other) = bot
+        .request(
+            "GET",
+            &format!("/api/chat/{}/messages", chat_id("w2")),
+            None,
+        )
+        .await;
     assert!(other["messages"]
         .as_array()
         .unwrap()
@@ -512,20 +523,21 @@ async fn waiting_buyers_get_routine_answers_and_can_leave_the_queue() {
 #[tokio::test]
 async fn bad_requests_get_clear_errors_and_odd_ones_correct_replies() {
     let bot = TestBot::new();
+    let b1 = chat_id("b1");
     for (body, status) in [
-        ("{\"chat_id\": \"b1\"", 400),
-        ("not json", 400),
-        ("{\"text\": \"hi\"}", 400),
-        ("{\"chat_id\": \"\", \"text\": \"hi\"}", 400),
-        ("{\"chat_id\": \"b1\", \"text\": \"   \"}", 400),
-        ("{\"chat_id\": \"b1\", \"text\": \"hi\", \"extra\": 1}", 400),
-        ("{\"chat_id\": \"b1\", \"text\": \"hi\", \"attachments\": [{\"kind\": \"virus\", \"id\": \"x\"}]}", 400),
+        (format!("{{\"chat_id\": \"{b1}\""), 400),
+        ("not json".to_string(), 400),
+        ("{\"text\": \"hi\"}".to_string(), 400),
+        ("{\"chat_id\": \"\", \"text\": \"hi\"}".to_string(), 400),
+        (format!("{{\"chat_id\": \"{b1}\", \"text\": \"   \"}}"), 400),
+        (format!("{{\"chat_id\": \"{b1}\", \"text\": \"hi\", \"extra\": 1}}"), 400),
+        (format!("{{\"chat_id\": \"{b1}\", \"text\": \"hi\", \"attachments\": [{{\"kind\": \"virus\", \"id\": \"x\"}}]}}"), 400),
     ] {
-        let (got, json) = bot.request("POST", "/api/chat", Some(body.to_string())).await;
+        let (got, json) = bot.request("POST", "/api/chat", Some(body.clone())).await;
         assert_eq!(got, status, "{body}: {json}");
         assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}: {json}");
     }
-    let huge = serde_json::json!({"chat_id": "b1", "text": "很".repeat(100_000)}).to_string();
+    let huge = serde_json::json!({"chat_id": b1, "text": "很".repeat(100_000)}).to_string();
     let (got, json) = bot.request("POST", "/api/chat", Some(huge)).await;
     assert_eq!(got, 413, "{json}");
     let long = bot.say("b2", &"请帮我看看".repeat(500)).await;
@@ -541,7 +553,8 @@ async fn bad_requests_get_clear_errors_and_odd_ones_correct_replies() {
         bot.store().messages(&TestBot::chat("b3"), 0).unwrap()[0].text,
         "<script>alert(1)</script>'; DROP TABLE messages; --"
     );
-    let (status, unknown) = bot.request("GET", "/api/chat/nobody/messages", None).await;
+    let nobody = format!("/api/chat/{}/messages", chat_id("nobody"));
+    let (status, unknown) = bot.request("GET", &nobody, None).await;
     assert_eq!(
         (status, unknown["messages"].as_array().map(Vec::len)),
         (200, Some(0))

@@ -9,6 +9,7 @@ mod conversations;
 mod data;
 mod evaluation;
 mod fake_telegram;
+mod http_api;
 mod kb;
 mod phrasing;
 mod serve;

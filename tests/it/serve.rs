@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use xiaoer::storage::{SqliteStore, Store};
 
-use crate::support::{repo_path, KnowledgeCopy};
+use crate::support::{chat_id, repo_path, KnowledgeCopy, TestBot};
 
 const ORDER: &str = "2345678901234567";
 
@@ -70,8 +70,9 @@ impl Server {
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
+    /// A buyer message in the chat labelled `chat` (its id is `chat_id(chat)`).
     fn say(&self, chat: &str, text: &str) -> Value {
-        let body = serde_json::json!({ "chat_id": chat, "text": text }).to_string();
+        let body = serde_json::json!({ "chat_id": chat_id(chat), "text": text }).to_string();
         let (status, json) = self.request("POST", "/api/chat", &body);
         assert_eq!(status, 200, "{json}");
         json
@@ -79,7 +80,7 @@ impl Server {
 
     fn photo(&self, chat: &str, id: &str) -> Value {
         let body =
-            serde_json::json!({ "chat_id": chat, "attachments": [{"kind": "photo", "id": id}] })
+            serde_json::json!({ "chat_id": chat_id(chat), "attachments": [{"kind": "photo", "id": id}] })
                 .to_string();
         let (status, json) = self.request("POST", "/api/chat", &body);
         assert_eq!(status, 200, "{json}");
@@ -114,7 +115,8 @@ fn a_killed_server_resumes_flows_and_keeps_handoffs_and_messages() {
     assert_eq!(at_photos["state"], "flow");
     let handed = server.say("r2", "转人工");
     assert_eq!(handed["state"], "waiting");
-    let (_, before) = server.request("GET", "/api/chat/r1/messages", "");
+    let r1_messages = format!("/api/chat/{}/messages", chat_id("r1"));
+    let (_, before) = server.request("GET", &r1_messages, "");
     let before = before["messages"].as_array().unwrap().clone();
     assert_eq!(before.len(), 4);
     server.kill();
@@ -128,7 +130,7 @@ fn a_killed_server_resumes_flows_and_keeps_handoffs_and_messages() {
     );
     let done = server.say("r1", "2");
     assert_eq!(done["state"], "waiting", "{done}");
-    let (_, after) = server.request("GET", "/api/chat/r1/messages", "");
+    let (_, after) = server.request("GET", &r1_messages, "");
     let after = after["messages"].as_array().unwrap();
     assert_eq!(
         &after[..4],
@@ -149,7 +151,13 @@ fn a_killed_server_resumes_flows_and_keeps_handoffs_and_messages() {
         .iter()
         .map(|h| (h.chat.id(), h.reason.as_str()))
         .collect();
-    assert_eq!(chats, [("r2", "asked_for_person"), ("r1", "flow_decision")]);
+    assert_eq!(
+        chats,
+        [
+            (chat_id("r2").as_str(), "asked_for_person"),
+            (chat_id("r1").as_str(), "flow_decision")
+        ]
+    );
     let case = store.cases().unwrap().pop().unwrap();
     assert_eq!(
         (case.order.as_deref(), case.remedy.as_deref()),
@@ -226,10 +234,7 @@ fn an_edit_goes_live_without_a_restart_and_an_invalid_one_is_refused() {
     assert_ne!(versions[0].hash, versions[1].hash);
     let stored = SqliteStore::open_dir(data.path())
         .unwrap()
-        .messages(
-            &xiaoer::conversation::ChatKey::parse("http", "k1").unwrap(),
-            0,
-        )
+        .messages(&TestBot::chat("k1"), 0)
         .unwrap();
     let answered_with: Vec<&str> = stored
         .iter()

@@ -19,6 +19,19 @@ pub fn engine() -> &'static Engine {
     })
 }
 
+/// The id of the HTTP chat a test calls `label`: the label, then filler up to a strong id (the
+/// API refuses ids shorter than 22 URL-safe characters), so a test reads `say("r1", …)` and
+/// the console shows `r1-…`.
+pub fn chat_id(label: &str) -> String {
+    assert!(
+        label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "a chat label is URL-safe: {label:?}"
+    );
+    format!("{label}-0123456789abcdefghij")
+}
+
 /// A clock the test moves by hand.
 pub struct ManualClock(pub std::sync::atomic::AtomicI64);
 
@@ -128,21 +141,20 @@ impl TestBot {
         body["handoffs"].as_array().unwrap().clone()
     }
 
-    /// The id of the open handoff of `chat`.
+    /// The id of the open handoff of the chat labelled `chat`.
     pub async fn handoff_of(&self, token: &str, chat: &str) -> i64 {
         let queue = self.queue(token).await;
         queue
             .iter()
-            .find(|h| h["chat_id"] == chat)
+            .find(|h| h["chat_id"] == chat_id(chat))
             .and_then(|h| h["id"].as_i64())
             .unwrap_or_else(|| panic!("no handoff for {chat}: {queue:?}"))
     }
 
-    /// The chat's messages a buyer polls, as (from, text).
+    /// The messages a buyer of the chat labelled `chat` polls, as (from, text).
     pub async fn buyer_sees(&self, chat: &str) -> Vec<(String, String)> {
-        let (_, body) = self
-            .request("GET", &format!("/api/chat/{chat}/messages"), None)
-            .await;
+        let uri = format!("/api/chat/{}/messages", chat_id(chat));
+        let (_, body) = self.request("GET", &uri, None).await;
         body["messages"]
             .as_array()
             .unwrap()
@@ -156,18 +168,19 @@ impl TestBot {
             .collect()
     }
 
-    /// A buyer message through `POST /api/chat`; panics unless it is answered with 200.
+    /// A buyer message in the chat labelled `chat` (its id is `chat_id(chat)`) through
+    /// `POST /api/chat`; panics unless it is answered with 200.
     pub async fn say(&self, chat: &str, text: &str) -> serde_json::Value {
-        let body = serde_json::json!({ "chat_id": chat, "text": text }).to_string();
+        let body = serde_json::json!({ "chat_id": chat_id(chat), "text": text }).to_string();
         let (status, json) = self.request("POST", "/api/chat", Some(body)).await;
         assert_eq!(status, 200, "{text}: {json}");
         json
     }
 
-    /// A photo (with optional words) through `POST /api/chat`.
+    /// A photo in the chat labelled `chat` through `POST /api/chat`.
     pub async fn send_photo(&self, chat: &str, file_id: &str) -> serde_json::Value {
         let body = serde_json::json!({
-            "chat_id": chat,
+            "chat_id": chat_id(chat),
             "text": "",
             "attachments": [{ "kind": "photo", "id": file_id }],
         })
@@ -181,8 +194,14 @@ impl TestBot {
         self.service.store()
     }
 
-    pub fn chat(id: &str) -> xiaoer::conversation::ChatKey {
-        xiaoer::conversation::ChatKey::parse("http", id).unwrap()
+    /// The bot's HTTP router.
+    pub fn router(&self) -> &axum::Router {
+        &self.router
+    }
+
+    /// The key of the HTTP chat labelled `label`.
+    pub fn chat(label: &str) -> xiaoer::conversation::ChatKey {
+        xiaoer::conversation::ChatKey::parse_http(&chat_id(label)).unwrap()
     }
 }
 
@@ -214,6 +233,59 @@ pub async fn send(
         serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
     });
     (status, json)
+}
+
+/// What came back from a request: status, headers, and the body as JSON (a JSON string when
+/// it is not JSON).
+pub struct Answer {
+    pub status: u16,
+    pub headers: axum::http::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Answer {
+    /// The value of header `name`, or "" without it.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Sends a request through `router` as if from `address` (the peer a served router sees),
+/// with these headers and body.
+pub async fn send_from(
+    router: &axum::Router,
+    address: &str,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Answer {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut request = request.body(axum::body::Body::from(body)).unwrap();
+    let peer: std::net::SocketAddr = address.parse().expect("an address with a port");
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    Answer {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// A request to the agents' API with `Authorization: Bearer token` (None: without it).
