@@ -26,8 +26,8 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
-            answer: 0.4,
-            clarify: 0.28,
+            answer: 0.45,
+            clarify: 0.32,
             margin: 0.3,
         }
     }

@@ -33,10 +33,10 @@ const KEEP: usize = 5;
 /// evidence and its lead over the others. Fitted on the pooled tuning splits of every shop
 /// (sample, cosmetics, fresh) by `cargo run --release --example fit`, so it learns what carries
 /// across shops; the held-out splits are never used for it.
-const MODEL_NONE: f32 = 8.785;
-const MODEL_WEIGHTS: [f32; FEATURES] = [0.567, 3.995, 2.124, 0.672, 3.609, -0.050];
+const MODEL_NONE: f32 = 10.089;
+const MODEL_WEIGHTS: [f32; FEATURES] = [0.768, 3.990, 2.383, 1.015, 3.466, -0.146, 0.524];
 /// Number of evidence features the model reads.
-pub const FEATURES: usize = 6;
+pub const FEATURES: usize = 7;
 
 /// The model's utility of one candidate's evidence.
 pub fn utility(features: &[f32; FEATURES], weights: &[f32; FEATURES]) -> f32 {
@@ -77,6 +77,9 @@ pub struct Evidence {
     pub mass: f32,
     /// ln(1 + best BM25 score of one of the entry's texts).
     pub bm25: f32,
+    /// ln(1 + characters of the question): the same for every candidate, it moves them all
+    /// against "none of them", so a short question needs less matched mass to be believed.
+    pub question_length: f32,
 }
 
 impl Evidence {
@@ -89,6 +92,7 @@ impl Evidence {
             self.coverage,
             self.mass,
             self.bm25,
+            self.question_length,
         ]
     }
 
@@ -319,6 +323,8 @@ impl Matcher {
         };
         let analysis = self.analyzer.analyze(prepared);
         let query_features = self.weights.features(prepared, &analysis);
+        let question_length =
+            (prepared.chars().filter(|c| !c.is_whitespace()).count() as f32).ln_1p();
         let mut seen: Vec<(usize, Evidence)> = Vec::new();
         for (position, bm25) in self.retrieve(prepared, RETRIEVE + n_left_out) {
             if left_out(position) {
@@ -333,6 +339,7 @@ impl Matcher {
                 coverage: 0.0,
                 mass: 0.0,
                 bm25: bm25.ln_1p(),
+                question_length,
             };
             match seen.iter_mut().find(|(entry, _)| *entry == indexed.entry) {
                 Some((_, best)) => best.merge(&evidence),
@@ -384,6 +391,7 @@ impl Matcher {
                 coverage: 1.0,
                 mass: 0.0,
                 bm25: 0.0,
+                question_length: 0.0,
             };
             ranking.candidates.push(Candidate {
                 entry,
