@@ -2,6 +2,13 @@
 //! `knowledge/` or `dialogs/`), the store, the clock. One turn per message: load the chat,
 //! `conversation::handle`, commit — messages of one chat strictly in arrival order, chats in
 //! parallel. The async shell around the pure core; SQLite runs on blocking threads.
+//!
+//! Knowledge changes one at a time: console edits hold the edit lock while they read, check
+//! and write a file (`edit`), and every reload holds the reload lock, so an edit is never
+//! written over another and a slower reload never swaps an older version in after a newer one.
+//! Edits that queue behind a reload are served by the next one (one rebuild for many edits).
+
+mod edit;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,8 +62,24 @@ pub enum EditRefused {
     Unknown(String),
     /// The edit would make the knowledge base invalid: its problems.
     Invalid(String),
+    /// The file changed on disk since the edit read it (someone edited it meanwhile): it was
+    /// left as they wrote it.
+    Conflict(String),
     /// The file could not be read, edited or written.
     Failed(String),
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq)]
+enum Reload {
+    /// A new version went live.
+    Live,
+    /// The folders are the version serving.
+    Unchanged,
+    /// The folders are invalid; the version serving stays.
+    Refused(String),
+    /// The new version could not be recorded; the version serving stays.
+    NotRecorded,
 }
 
 /// A buyer message as a channel hands it over.
@@ -88,6 +111,10 @@ pub struct Service {
     /// (which left some buyers waiting far longer than others).
     running: tokio::sync::Semaphore,
     last_problem: RwLock<Option<ReloadProblem>>,
+    /// Held by a console edit from reading its file to writing it.
+    edits: Mutex<()>,
+    /// Held by a reload from hashing the folders to swapping the new version in.
+    reloads: Mutex<()>,
 }
 
 impl Service {
@@ -114,6 +141,8 @@ impl Service {
                 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
             last_problem: RwLock::new(None),
+            edits: Mutex::new(()),
+            reloads: Mutex::new(()),
         })
     }
 
@@ -320,17 +349,20 @@ impl Service {
     /// in whole and recorded; an invalid one is refused, logged, and the old one keeps serving.
     /// Returns whether a new version went live.
     pub fn reload_if_changed(&self) -> bool {
-        self.reload("file change")
+        self.reload("file change") == Reload::Live
     }
 
     /// `reload_if_changed`, recording `event` as what changed the files.
-    fn reload(&self, event: &str) -> bool {
+    fn reload(&self, event: &str) -> Reload {
+        let _one_at_a_time = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
         let (kb, dialogs) = (&self.settings.kb, &self.settings.dialogs);
         let hash = content_hash(&[kb, dialogs]);
         let current = self.bot().version.hash.clone();
-        let already_refused = self.last_reload_problem().is_some_and(|p| p.hash == hash);
-        if hash == current || already_refused {
-            return false;
+        if hash == current {
+            return Reload::Unchanged;
+        }
+        if let Some(refused) = self.last_reload_problem().filter(|p| p.hash == hash) {
+            return Reload::Refused(refused.problems);
         }
         let now = self.clock.now_ms();
         match Bot::load(kb, dialogs, self.settings.thresholds) {
@@ -340,34 +372,58 @@ impl Service {
                     describe_source(kb, dialogs, &format!("{event}: {}", changed.join(", ")));
                 if let Err(error) = self.store.record_knowledge(&bot.version, &source, now) {
                     tracing::error!(%error, "could not record the knowledge version; keeping the old one");
-                    return false;
+                    return Reload::NotRecorded;
                 }
                 tracing::info!(version = %bot.version.hash, entries = bot.version.entries, flows = bot.version.flows, %source, "knowledge reloaded");
                 *self.bot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(bot);
                 *self.last_problem.write().unwrap_or_else(|e| e.into_inner()) = None;
-                true
+                Reload::Live
             }
             Err(error) => {
                 tracing::error!(%error, "edited knowledge is invalid; still serving version {current}");
+                let problems = error.to_string();
                 *self.last_problem.write().unwrap_or_else(|e| e.into_inner()) =
                     Some(ReloadProblem {
                         hash,
                         at_ms: now,
-                        problems: error.to_string(),
+                        problems: problems.clone(),
                     });
-                false
+                Reload::Refused(problems)
             }
         }
     }
 
     /// Adds a buyer's question as an example of an entry (an editor in the console): the
     /// entry's file is edited in place, the result validated on a copy first, written
-    /// atomically and reloaded like any edit. Returns the new version's hash.
+    /// atomically and reloaded like any edit. Edits run one at a time; a file that changed on
+    /// disk while the edit was being made is not written over (`Conflict`). Returns the hash
+    /// of a version serving the example.
     pub fn add_example(
         &self,
         entry: &str,
         example: &str,
         agent: &str,
+    ) -> std::result::Result<String, EditRefused> {
+        let entry_id = {
+            let _one_at_a_time = self.edits.lock().unwrap_or_else(|e| e.into_inner());
+            self.write_example(entry, example)?
+        };
+        // After the write: this reload, or one that started after the write, serves it.
+        let event = format!("console: {agent} added an example to {entry_id}");
+        match self.reload(&event) {
+            Reload::Live | Reload::Unchanged => Ok(self.bot().version.hash.clone()),
+            Reload::Refused(problems) => Err(EditRefused::Invalid(problems)),
+            Reload::NotRecorded => Err(EditRefused::Failed(
+                "the edited knowledge could not be recorded in the store".into(),
+            )),
+        }
+    }
+
+    /// Reads the entry's file, adds the example, validates and writes it; the entry's id.
+    fn write_example(
+        &self,
+        entry: &str,
+        example: &str,
     ) -> std::result::Result<String, EditRefused> {
         let bot = self.bot();
         let entry = bot
@@ -376,10 +432,9 @@ impl Service {
             .entry(entry)
             .ok_or_else(|| EditRefused::Unknown(format!("no entry \"{entry}\"")))?;
         let file = entry.location.file.clone();
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| EditRefused::Failed(format!("{}: {e}", file.display())))?;
-        let edited =
-            crate::knowledge::add_example(&text, entry.id.as_str(), example).ok_or_else(|| {
+        let read = edit::read(&file).map_err(refused_write)?;
+        let edited = crate::knowledge::add_example(&read.text, entry.id.as_str(), example)
+            .ok_or_else(|| {
                 EditRefused::Failed(format!(
                     "{}: the examples of {} are not one per line",
                     file.display(),
@@ -388,20 +443,8 @@ impl Service {
             })?;
         self.validate_edit(&file, &edited)
             .map_err(EditRefused::Invalid)?;
-        let staged = file.with_extension("toml.new");
-        std::fs::write(&staged, &edited)
-            .and_then(|()| std::fs::rename(&staged, &file))
-            .map_err(|e| EditRefused::Failed(format!("{}: {e}", file.display())))?;
-        let event = format!("console: {agent} added an example to {}", entry.id);
-        if self.reload(&event) {
-            Ok(self.bot().version.hash.clone())
-        } else {
-            let problems = self
-                .last_reload_problem()
-                .map(|p| p.problems)
-                .unwrap_or_default();
-            Err(EditRefused::Invalid(problems))
-        }
+        edit::replace(&file, &read, &edited).map_err(refused_write)?;
+        Ok(entry.id.as_str().to_string())
     }
 
     /// Loads a copy of the knowledge folder with `file` replaced by `text`; the problems if any.
@@ -445,6 +488,17 @@ impl Service {
                 tracing::error!(%error, "sending reminders failed");
             }
         }
+    }
+}
+
+fn refused_write(refused: edit::WriteRefused) -> EditRefused {
+    match refused {
+        edit::WriteRefused::Changed(file) => EditRefused::Conflict(format!(
+            "{} was changed by someone else while the example was being added; nothing was \
+             written, so their edit stands: look at the entry again and add the example anew",
+            file.display()
+        )),
+        edit::WriteRefused::Failed(message) => EditRefused::Failed(message),
     }
 }
 
