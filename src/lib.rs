@@ -26,7 +26,8 @@
 //! - `service`    — the running bot: per-chat ordered turns (load, handle, commit), knowledge
 //!   reload with atomic swap, reminders for unclaimed handoffs. The async shell of the core.
 //!   `service::edit`: console edits of a knowledge file, written atomically and only over the
-//!   file they were made from.
+//!   file they were made from; `service::last_good`: the last version that went live, kept in
+//!   the data folder and served when a start finds the folders invalid.
 //! - `channels`   — adapters: `cli` (terminal), `http` (axum: `/api/chat`), `console` (the
 //!   agents' API and web page under `/api/agent` and `/console`).
 //!   `telegram` (teloxide: long polling or a webhook route; our own per-chat lanes instead of teloxide's

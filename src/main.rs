@@ -15,7 +15,7 @@ use xiaoer::channels::telegram::Telegram;
 use xiaoer::config::Settings;
 use xiaoer::engine::Engine;
 use xiaoer::hours::ServiceHours;
-use xiaoer::service::{Service, SystemClock};
+use xiaoer::service::{LastGood, Service, SystemClock};
 use xiaoer::storage::SqliteStore;
 
 #[derive(Parser)]
@@ -215,17 +215,22 @@ fn load_bot(settings: &Settings) -> Result<Bot> {
 /// `xiaoer serve`: loads everything, opens the store, listens, and runs the background work
 /// (knowledge reload, reminders) until Ctrl-C or SIGTERM.
 fn serve(settings: Settings) -> Result<()> {
-    let bot = load_bot(&settings)?;
     let store = SqliteStore::open_dir(&settings.data)
         .with_context(|| format!("opening the store in {}", settings.data.display()))?;
+    let last_good = LastGood::in_data(&settings.data);
+    let kept = last_good.root().display().to_string();
+    let service = Service::start(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        settings.clone(),
+        last_good,
+    )
+    .with_context(|| {
+        format!("loading the knowledge base and dialog flows (and no last good version in {kept} to serve instead)")
+    })?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let service = Arc::new(Service::new(
-            bot,
-            Arc::new(store),
-            Arc::new(SystemClock),
-            settings.clone(),
-        )?);
+        let service = Arc::new(service);
         let listener = tokio::net::TcpListener::bind(&settings.addr)
             .await
             .with_context(|| format!("listening on {}", settings.addr))?;

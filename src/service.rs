@@ -9,6 +9,7 @@
 //! Edits that queue behind a reload are served by the next one (one rebuild for many edits).
 
 mod edit;
+pub mod last_good;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use crate::dialog::Attachment;
 use crate::hours::ServiceHours;
 use crate::storage::{NewMessage, Sender, Store, StoreError, Turn};
 use crate::{phrasing, reply, Result};
+pub use last_good::LastGood;
 
 /// Where the time comes from (tests move it by hand).
 pub trait Clock: Send + Sync {
@@ -115,6 +117,8 @@ pub struct Service {
     edits: Mutex<()>,
     /// Held by a reload from hashing the folders to swapping the new version in.
     reloads: Mutex<()>,
+    /// Where each version that goes live is kept (`xiaoer serve`; none in tests).
+    last_good: Option<LastGood>,
 }
 
 impl Service {
@@ -125,10 +129,76 @@ impl Service {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Result<Service> {
-        let hours = ServiceHours::parse(&settings.hours)?;
         let source = describe_source(&settings.kb, &settings.dialogs, "start-up");
+        Service::with(bot, store, clock, settings, None, None, &source)
+    }
+
+    /// `xiaoer serve`'s start: loads `kb` and `dialogs` and keeps each version that goes live
+    /// in `last_good`. When the folders are invalid, the last good version serves instead, and
+    /// the problems are logged and reported as a refused reload (`/health`, the console) until
+    /// the folders are fixed; with none kept, the folders' problems are the error.
+    pub fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        last_good: LastGood,
+    ) -> Result<Service> {
+        let (kb, dialogs) = (&settings.kb, &settings.dialogs);
+        let error = match Bot::load(kb, dialogs, settings.thresholds) {
+            Ok(bot) => {
+                let source = describe_source(kb, dialogs, "start-up");
+                let service =
+                    Service::with(bot, store, clock, settings, Some(last_good), None, &source)?;
+                service.keep_last_good();
+                return Ok(service);
+            }
+            Err(error) => error,
+        };
+        let kept = last_good.load(settings.thresholds).unwrap_or_else(|kept_error| {
+            tracing::error!(error = %kept_error, kept = %last_good.root().display(), "the last good knowledge version does not load");
+            None
+        });
+        let Some(bot) = kept else {
+            return Err(error);
+        };
+        tracing::error!(
+            %error,
+            version = %bot.version.hash,
+            kept = %last_good.root().display(),
+            "the knowledge folders are invalid; serving the last good version until they are fixed"
+        );
+        let problem = ReloadProblem {
+            hash: content_hash(&[kb, dialogs]),
+            at_ms: clock.now_ms(),
+            problems: error.to_string(),
+        };
+        let source = format!(
+            "start-up: the folders are invalid; the last good version kept in {}",
+            last_good.root().display()
+        );
+        Service::with(
+            bot,
+            store,
+            clock,
+            settings,
+            Some(last_good),
+            Some(problem),
+            &source,
+        )
+    }
+
+    fn with(
+        bot: Bot,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        last_good: Option<LastGood>,
+        refused: Option<ReloadProblem>,
+        source: &str,
+    ) -> Result<Service> {
+        let hours = ServiceHours::parse(&settings.hours)?;
         store
-            .record_knowledge(&bot.version, &source, clock.now_ms())
+            .record_knowledge(&bot.version, source, clock.now_ms())
             .map_err(|e| crate::Error::Config(e.to_string()))?;
         Ok(Service {
             bot: RwLock::new(Arc::new(bot)),
@@ -140,10 +210,29 @@ impl Service {
             running: tokio::sync::Semaphore::new(
                 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
-            last_problem: RwLock::new(None),
+            last_problem: RwLock::new(refused),
             edits: Mutex::new(()),
             reloads: Mutex::new(()),
+            last_good,
         })
+    }
+
+    /// Keeps the files of the version serving as the last good one (when this service keeps
+    /// one); a failure is logged, the version keeps serving.
+    fn keep_last_good(&self) {
+        let Some(last_good) = &self.last_good else {
+            return;
+        };
+        let version = &self.bot().version;
+        match last_good.keep(&self.settings.kb, &self.settings.dialogs, version) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(version = %version.hash, "files changed since loaded; the next version is kept instead")
+            }
+            Err(error) => {
+                tracing::warn!(%error, kept = %last_good.root().display(), "could not keep the last good knowledge version")
+            }
+        }
     }
 
     /// The bot serving now; a reload never changes the one a caller already holds.
@@ -352,13 +441,18 @@ impl Service {
         self.reload("file change") == Reload::Live
     }
 
-    /// `reload_if_changed`, recording `event` as what changed the files.
+    /// `reload_if_changed`, recording `event` as what changed the files. Folders back at the
+    /// version serving (a refused edit reverted) clear the refusal.
     fn reload(&self, event: &str) -> Reload {
         let _one_at_a_time = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
         let (kb, dialogs) = (&self.settings.kb, &self.settings.dialogs);
         let hash = content_hash(&[kb, dialogs]);
         let current = self.bot().version.hash.clone();
         if hash == current {
+            let mut last_problem = self.last_problem.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(cleared) = last_problem.take() {
+                tracing::info!(version = %current, refused = %cleared.hash, "the knowledge folders are back to the version serving; the refusal is cleared");
+            }
             return Reload::Unchanged;
         }
         if let Some(refused) = self.last_reload_problem().filter(|p| p.hash == hash) {
@@ -377,6 +471,7 @@ impl Service {
                 tracing::info!(version = %bot.version.hash, entries = bot.version.entries, flows = bot.version.flows, %source, "knowledge reloaded");
                 *self.bot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(bot);
                 *self.last_problem.write().unwrap_or_else(|e| e.into_inner()) = None;
+                self.keep_last_good();
                 Reload::Live
             }
             Err(error) => {
@@ -431,7 +526,12 @@ impl Service {
             .knowledge_base()
             .entry(entry)
             .ok_or_else(|| EditRefused::Unknown(format!("no entry \"{entry}\"")))?;
-        let file = entry.location.file.clone();
+        // The folder's file of that name: the version serving may have been loaded from the
+        // last good copy.
+        let file = self
+            .settings
+            .kb
+            .join(entry.location.file.file_name().unwrap_or_default());
         let read = edit::read(&file).map_err(refused_write)?;
         let edited = crate::knowledge::add_example(&read.text, entry.id.as_str(), example)
             .ok_or_else(|| {

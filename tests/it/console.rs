@@ -677,3 +677,31 @@ async fn no_example_an_editor_was_told_is_added_is_lost_when_editors_add_at_once
         "not in the version serving: {not_serving:?}"
     );
 }
+
+#[tokio::test]
+async fn the_refusal_banner_clears_when_the_refused_edit_is_reverted() {
+    let copy = crate::support::KnowledgeCopy::new("console-revert");
+    let kb = copy.dir.clone();
+    let bot = TestBot::with_settings(move |s| s.kb = kb);
+    let agent = bot.add_agent("alice", "agent");
+    let knowledge = || bot.agent(Some(&agent), "GET", "/api/agent/knowledge", None);
+    let (_, before) = knowledge().await;
+    let file = copy.dir.join("invoice.toml");
+    let original = std::fs::read_to_string(&file).unwrap();
+
+    copy.edit("invoice.toml", "都可以为您开具发票", "都可以给你开具发票");
+    assert!(!bot.service.reload_if_changed());
+    let (_, refused) = knowledge().await;
+    assert!(
+        refused["last_refused_reload"]["problems"]
+            .as_str()
+            .is_some_and(|p| p.contains("invoice.toml")),
+        "{refused}"
+    );
+
+    std::fs::write(&file, original).unwrap();
+    assert!(!bot.service.reload_if_changed(), "nothing new to load");
+    let (_, after) = knowledge().await;
+    assert_eq!(after["last_refused_reload"], json!(null), "{after}");
+    assert_eq!(after["version"], before["version"]);
+}
