@@ -30,6 +30,11 @@ use xiaoer::config::Thresholds;
 use xiaoer::engine::{Decision, Engine};
 use xiaoer::eval::{parse_cases, Case, Report};
 
+/// The same allocator as `xiaoer` (src/main.rs), so the figures are the server's.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const ATTRIBUTES: &[(&str, &str)] = &[
     ("材质成分", "material"),
     ("产地", "origin"),

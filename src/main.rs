@@ -18,6 +18,13 @@ use xiaoer::hours::ServiceHours;
 use xiaoer::service::{LastGood, Service, SystemClock};
 use xiaoer::storage::SqliteStore;
 
+/// jemalloc, not the system allocator: with glibc malloc, resident memory climbed to ~430 MiB
+/// over knowledge reloads (fragmentation across threads); with jemalloc it stays flat
+/// (BENCHMARKS.md, "Reload").
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "xiaoer",
