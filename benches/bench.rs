@@ -2,7 +2,7 @@
 //!
 //!     cargo bench --bench bench             # everything, a few minutes on 2 cores
 //!     cargo bench --bench bench -- --quick  # smaller runs, to check the harness works
-//!     cargo bench --bench bench -- --only e2e   # one section: matching, e2e or startup
+//!     cargo bench --bench bench -- --only e2e   # one section: matching, e2e, startup or reload
 //!
 //! 1. Matching: per-question latency (p50/p99/max) and questions/s on one core, for the real
 //!    knowledge base and synthetic ones of 1,000 and 10,000 entries, beside a naive baseline
@@ -12,6 +12,9 @@
 //! 3. End to end: `xiaoer serve` on loopback with SQLite, N concurrent chats through
 //!    `/api/chat`: messages/s, p50/p99, and a count of what was stored.
 //! 4. Startup: process start to first answer, real base and 10,000 entries.
+//! 5. Reload: resident memory of a service on the real base after 0, 10, 25, 50 and 100
+//!    knowledge reloads (a file touched before each, so each one rebuilds), with a few chats
+//!    answered between them, as `xiaoer serve` does: memory must stay flat.
 //!
 //! Synthetic bases: the real entries plus product FAQ entries (item × model × attribute for 50
 //! goods outside the sample catalog, 20 attributes, 50 models), 12 phrasings each, written to a
@@ -26,6 +29,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use xiaoer::config::Thresholds;
 use xiaoer::engine::{Decision, Engine};
 use xiaoer::eval::{parse_cases, Case, Report};
+
+/// The same allocator as `xiaoer` (src/main.rs), so the figures are the server's.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const ATTRIBUTES: &[(&str, &str)] = &[
     ("材质成分", "material"),
@@ -662,6 +670,87 @@ fn startup(quick: bool) {
     }
 }
 
+/// A copy of `knowledge/` to touch, removed when dropped.
+struct KnowledgeCopy(PathBuf);
+
+impl Drop for KnowledgeCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn reload(quick: bool, cases: &[Case]) {
+    use std::sync::Arc;
+    use xiaoer::service::{Service, SystemClock};
+    println!("\n## Reload: resident memory across knowledge reloads (real base, in process)");
+    let (total, marks): (usize, &[usize]) = if quick {
+        (10, &[0, 5, 10])
+    } else {
+        (100, &[0, 10, 25, 50, 100])
+    };
+    let copy = KnowledgeCopy(
+        std::env::temp_dir().join(format!("xiaoer-bench-reload-{}", std::process::id())),
+    );
+    std::fs::create_dir_all(&copy.0).unwrap();
+    for file in std::fs::read_dir("knowledge").unwrap() {
+        let path = file.unwrap().path();
+        std::fs::copy(&path, copy.0.join(path.file_name().unwrap())).unwrap();
+    }
+    let settings = xiaoer::config::Settings {
+        kb: copy.0.clone(),
+        dialogs: PathBuf::from("dialogs"),
+        ..Default::default()
+    };
+    let bot = xiaoer::bot::Bot::load(&settings.kb, &settings.dialogs, settings.thresholds).unwrap();
+    let store = xiaoer::storage::SqliteStore::open_in_memory().unwrap();
+    let service =
+        Arc::new(Service::new(bot, Arc::new(store), Arc::new(SystemClock), settings).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    runtime.block_on(async {
+        for n in 0..=total {
+            if marks.contains(&n) {
+                let (resident, peak) = memory_mib();
+                println!(
+                    "  after {n:>3} reloads: {resident:>6.1} MiB resident (peak {peak:.1} MiB)"
+                );
+            }
+            if n == total {
+                break;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(copy.0.join("invoice.toml"))
+                .unwrap();
+            std::io::Write::write_all(&mut file, format!("# reload {n}\n").as_bytes()).unwrap();
+            // As `xiaoer serve`: the reload on a blocking thread while chats are answered.
+            let reloading = tokio::task::spawn_blocking({
+                let service = service.clone();
+                move || service.reload_if_changed()
+            });
+            let mut chats = tokio::task::JoinSet::new();
+            for chat in 0..4 {
+                let service = service.clone();
+                let text = cases[(n * 4 + chat) % cases.len()].text.clone();
+                chats.spawn(async move {
+                    let chat =
+                        xiaoer::conversation::ChatKey::parse("http", &format!("r{chat}")).unwrap();
+                    service.receive(chat, text, Vec::new()).await.unwrap();
+                });
+            }
+            chats.join_all().await;
+            assert!(reloading.await.unwrap(), "reload {n} rebuilt the bot");
+        }
+    });
+    println!(
+        "  {:.0} ms per reload",
+        started.elapsed().as_secs_f64() * 1000.0 / total as f64
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(index) = args.iter().position(|a| a == "--measure-build") {
@@ -679,7 +768,7 @@ fn main() {
     let started = Instant::now();
     let (cases, _) = parse_cases(&std::fs::read_to_string("tests/data/eval.jsonl").unwrap());
     println!("# xiaoer benchmarks{}", if quick { " (quick)" } else { "" });
-    // `--only matching|e2e|startup`: one section, to compare a change quickly.
+    // `--only matching|e2e|startup|reload`: one section, to compare a change quickly.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -693,6 +782,9 @@ fn main() {
     }
     if runs("startup") {
         startup(quick);
+    }
+    if runs("reload") {
+        reload(quick, &cases);
     }
     println!("\n(total {:.0} s)", started.elapsed().as_secs_f64());
 }

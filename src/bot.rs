@@ -13,6 +13,9 @@ use crate::engine::Engine;
 use crate::knowledge::{self, Diagnostic};
 use crate::{Error, Result};
 
+/// How often `Bot::load` reads folders that changed while it read them before giving up.
+const MAX_READS: usize = 3;
+
 /// Identifies the files a `Bot` was built from, so a transcript line can be traced to them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KnowledgeVersion {
@@ -33,8 +36,23 @@ pub struct Bot {
 
 impl Bot {
     /// Loads and validates both folders and builds the index; any diagnostic refuses.
+    ///
+    /// The version names exactly the bytes that were read: the files are digested before and
+    /// after reading, and read again when they changed in between (an edit landing mid-read).
+    /// Should they keep changing, the digests from before are kept, so the version differs
+    /// from the folder and the next reload reads it again: a change is never taken as served.
     pub fn load(kb_dir: &Path, dialogs_dir: &Path, thresholds: Thresholds) -> Result<Bot> {
-        let (knowledge_base, flows, diagnostics) = check_dirs(kb_dir, dialogs_dir);
+        let dirs = [kb_dir, dialogs_dir];
+        let mut files = file_digests(&dirs);
+        let (mut knowledge_base, mut flows, mut diagnostics) = check_dirs(kb_dir, dialogs_dir);
+        for _ in 0..MAX_READS {
+            let after = file_digests(&dirs);
+            if after == files {
+                break;
+            }
+            files = after;
+            (knowledge_base, flows, diagnostics) = check_dirs(kb_dir, dialogs_dir);
+        }
         if !diagnostics.is_empty() {
             let listing: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
             return Err(Error::InvalidKnowledge {
@@ -44,8 +62,8 @@ impl Bot {
             });
         }
         let version = KnowledgeVersion {
-            hash: content_hash(&[kb_dir, dialogs_dir]),
-            files: file_digests(&[kb_dir, dialogs_dir]),
+            hash: hash_of(&files),
+            files,
             entries: knowledge_base.entries.len(),
             flows: flows.flows.len(),
         };
@@ -71,8 +89,13 @@ pub fn check_dirs(
 
 /// SHA-256 over the sorted `*.toml` files of the folders (names and bytes), as 16 hex digits.
 pub fn content_hash(dirs: &[&Path]) -> String {
+    hash_of(&file_digests(dirs))
+}
+
+/// The content hash of files already digested (see `content_hash`).
+fn hash_of(files: &[(PathBuf, [u8; 32])]) -> String {
     let mut hasher = Sha256::new();
-    for (path, digest) in file_digests(dirs) {
+    for (path, digest) in files {
         hasher.update(
             path.file_name()
                 .map(|n| n.as_encoded_bytes())

@@ -30,6 +30,9 @@
 //! - `storage`    — the `Store` trait and its SQLite implementation (the only SQL).
 //! - `service`    — the running bot: per-chat ordered turns (load, handle, commit), knowledge
 //!   reload with atomic swap, reminders for unclaimed handoffs. The async shell of the core.
+//!   `service::edit`: console edits of a knowledge file, written atomically and only over the
+//!   file they were made from; `service::last_good`: the last version that went live, kept in
+//!   the data folder and served when a start finds the folders invalid.
 //! - `channels`   — adapters: `cli` (terminal), `http` (axum: `/api/chat`, JSON errors on
 //!   every route), `console` (the agents' API and web page under `/api/agent` and `/console`),
 //!   `guard` (the HTTP side's defences: client address, throttles of wrong chat ids and
@@ -49,6 +52,10 @@
 //!   (`bot` also hashes them); the core knows no tokio, axum or SQL: `service` is the async
 //!   shell, `storage` holds every SQL string behind the `Store` trait.
 //! - One turn (buyer message, replies, state, case, handoff) is stored in one transaction.
+//! - Knowledge changes one at a time: console edits hold one lock from reading a file to
+//!   writing it, reloads another, so an edit never overwrites another and a version serving
+//!   is never replaced by an older one. An edit is acknowledged only once a version serving it
+//!   is live.
 //! - A push channel sends only what is stored: an outbound message stays undelivered in the
 //!   store (`delivered_ms` empty) until the channel has handed it over, so none is lost. One
 //!   the channel refuses for good (the buyer blocked the bot) stays too, marked

@@ -15,8 +15,15 @@ use xiaoer::channels::telegram::Telegram;
 use xiaoer::config::Settings;
 use xiaoer::engine::Engine;
 use xiaoer::hours::ServiceHours;
-use xiaoer::service::{Service, SystemClock};
+use xiaoer::service::{LastGood, Service, SystemClock};
 use xiaoer::storage::SqliteStore;
+
+/// jemalloc, not the system allocator: with glibc malloc, resident memory climbed to ~430 MiB
+/// over knowledge reloads (fragmentation across threads); with jemalloc it stays flat
+/// (BENCHMARKS.md, "Reload").
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(
@@ -224,17 +231,22 @@ fn load_bot(settings: &Settings) -> Result<Bot> {
 /// `xiaoer serve`: loads everything, opens the store, listens, and runs the background work
 /// (knowledge reload, reminders) until Ctrl-C or SIGTERM.
 fn serve(settings: Settings) -> Result<()> {
-    let bot = load_bot(&settings)?;
     let store = SqliteStore::open_dir(&settings.data)
         .with_context(|| format!("opening the store in {}", settings.data.display()))?;
+    let last_good = LastGood::in_data(&settings.data);
+    let kept = last_good.root().display().to_string();
+    let service = Service::start(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        settings.clone(),
+        last_good,
+    )
+    .with_context(|| {
+        format!("loading the knowledge base and dialog flows (and no last good version in {kept} to serve instead)")
+    })?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let service = Arc::new(Service::new(
-            bot,
-            Arc::new(store),
-            Arc::new(SystemClock),
-            settings.clone(),
-        )?);
+        let service = Arc::new(service);
         let listener = tokio::net::TcpListener::bind(&settings.addr)
             .await
             .with_context(|| format!("listening on {}", settings.addr))?;

@@ -2,6 +2,14 @@
 //! `knowledge/` or `dialogs/`), the store, the clock. One turn per message: load the chat,
 //! `conversation::handle`, commit — messages of one chat strictly in arrival order, chats in
 //! parallel. The async shell around the pure core; SQLite runs on blocking threads.
+//!
+//! Knowledge changes one at a time: console edits hold the edit lock while they read, check
+//! and write a file (`edit`), and every reload holds the reload lock, so an edit is never
+//! written over another and a slower reload never swaps an older version in after a newer one.
+//! Edits that queue behind a reload are served by the next one (one rebuild for many edits).
+
+mod edit;
+pub mod last_good;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +25,7 @@ use crate::dialog::Attachment;
 use crate::hours::ServiceHours;
 use crate::storage::{NewMessage, Sender, Store, StoreError, Turn};
 use crate::{phrasing, reply, Result};
+pub use last_good::LastGood;
 
 /// Where the time comes from (tests move it by hand).
 pub trait Clock: Send + Sync {
@@ -55,8 +64,24 @@ pub enum EditRefused {
     Unknown(String),
     /// The edit would make the knowledge base invalid: its problems.
     Invalid(String),
+    /// The file changed on disk since the edit read it (someone edited it meanwhile): it was
+    /// left as they wrote it.
+    Conflict(String),
     /// The file could not be read, edited or written.
     Failed(String),
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq)]
+enum Reload {
+    /// A new version went live.
+    Live,
+    /// The folders are the version serving.
+    Unchanged,
+    /// The folders are invalid; the version serving stays.
+    Refused(String),
+    /// The new version could not be recorded; the version serving stays.
+    NotRecorded,
 }
 
 /// A buyer message as a channel hands it over.
@@ -88,6 +113,12 @@ pub struct Service {
     /// (which left some buyers waiting far longer than others).
     running: tokio::sync::Semaphore,
     last_problem: RwLock<Option<ReloadProblem>>,
+    /// Held by a console edit from reading its file to writing it.
+    edits: Mutex<()>,
+    /// Held by a reload from hashing the folders to swapping the new version in.
+    reloads: Mutex<()>,
+    /// Where each version that goes live is kept (`xiaoer serve`; none in tests).
+    last_good: Option<LastGood>,
 }
 
 impl Service {
@@ -98,10 +129,76 @@ impl Service {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Result<Service> {
-        let hours = ServiceHours::parse(&settings.hours)?;
         let source = describe_source(&settings.kb, &settings.dialogs, "start-up");
+        Service::with(bot, store, clock, settings, None, None, &source)
+    }
+
+    /// `xiaoer serve`'s start: loads `kb` and `dialogs` and keeps each version that goes live
+    /// in `last_good`. When the folders are invalid, the last good version serves instead, and
+    /// the problems are logged and reported as a refused reload (`/health`, the console) until
+    /// the folders are fixed; with none kept, the folders' problems are the error.
+    pub fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        last_good: LastGood,
+    ) -> Result<Service> {
+        let (kb, dialogs) = (&settings.kb, &settings.dialogs);
+        let error = match Bot::load(kb, dialogs, settings.thresholds) {
+            Ok(bot) => {
+                let source = describe_source(kb, dialogs, "start-up");
+                let service =
+                    Service::with(bot, store, clock, settings, Some(last_good), None, &source)?;
+                service.keep_last_good();
+                return Ok(service);
+            }
+            Err(error) => error,
+        };
+        let kept = last_good.load(settings.thresholds).unwrap_or_else(|kept_error| {
+            tracing::error!(error = %kept_error, kept = %last_good.root().display(), "the last good knowledge version does not load");
+            None
+        });
+        let Some(bot) = kept else {
+            return Err(error);
+        };
+        tracing::error!(
+            %error,
+            version = %bot.version.hash,
+            kept = %last_good.root().display(),
+            "the knowledge folders are invalid; serving the last good version until they are fixed"
+        );
+        let problem = ReloadProblem {
+            hash: content_hash(&[kb, dialogs]),
+            at_ms: clock.now_ms(),
+            problems: error.to_string(),
+        };
+        let source = format!(
+            "start-up: the folders are invalid; the last good version kept in {}",
+            last_good.root().display()
+        );
+        Service::with(
+            bot,
+            store,
+            clock,
+            settings,
+            Some(last_good),
+            Some(problem),
+            &source,
+        )
+    }
+
+    fn with(
+        bot: Bot,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        last_good: Option<LastGood>,
+        refused: Option<ReloadProblem>,
+        source: &str,
+    ) -> Result<Service> {
+        let hours = ServiceHours::parse(&settings.hours)?;
         store
-            .record_knowledge(&bot.version, &source, clock.now_ms())
+            .record_knowledge(&bot.version, source, clock.now_ms())
             .map_err(|e| crate::Error::Config(e.to_string()))?;
         Ok(Service {
             bot: RwLock::new(Arc::new(bot)),
@@ -113,8 +210,29 @@ impl Service {
             running: tokio::sync::Semaphore::new(
                 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
-            last_problem: RwLock::new(None),
+            last_problem: RwLock::new(refused),
+            edits: Mutex::new(()),
+            reloads: Mutex::new(()),
+            last_good,
         })
+    }
+
+    /// Keeps the files of the version serving as the last good one (when this service keeps
+    /// one); a failure is logged, the version keeps serving.
+    fn keep_last_good(&self) {
+        let Some(last_good) = &self.last_good else {
+            return;
+        };
+        let version = &self.bot().version;
+        match last_good.keep(&self.settings.kb, &self.settings.dialogs, version) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(version = %version.hash, "files changed since loaded; the next version is kept instead")
+            }
+            Err(error) => {
+                tracing::warn!(%error, kept = %last_good.root().display(), "could not keep the last good knowledge version")
+            }
+        }
     }
 
     /// The bot serving now; a reload never changes the one a caller already holds.
@@ -329,17 +447,25 @@ impl Service {
     /// in whole and recorded; an invalid one is refused, logged, and the old one keeps serving.
     /// Returns whether a new version went live.
     pub fn reload_if_changed(&self) -> bool {
-        self.reload("file change")
+        self.reload("file change") == Reload::Live
     }
 
-    /// `reload_if_changed`, recording `event` as what changed the files.
-    fn reload(&self, event: &str) -> bool {
+    /// `reload_if_changed`, recording `event` as what changed the files. Folders back at the
+    /// version serving (a refused edit reverted) clear the refusal.
+    fn reload(&self, event: &str) -> Reload {
+        let _one_at_a_time = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
         let (kb, dialogs) = (&self.settings.kb, &self.settings.dialogs);
         let hash = content_hash(&[kb, dialogs]);
         let current = self.bot().version.hash.clone();
-        let already_refused = self.last_reload_problem().is_some_and(|p| p.hash == hash);
-        if hash == current || already_refused {
-            return false;
+        if hash == current {
+            let mut last_problem = self.last_problem.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(cleared) = last_problem.take() {
+                tracing::info!(version = %current, refused = %cleared.hash, "the knowledge folders are back to the version serving; the refusal is cleared");
+            }
+            return Reload::Unchanged;
+        }
+        if let Some(refused) = self.last_reload_problem().filter(|p| p.hash == hash) {
+            return Reload::Refused(refused.problems);
         }
         let now = self.clock.now_ms();
         match Bot::load(kb, dialogs, self.settings.thresholds) {
@@ -349,34 +475,59 @@ impl Service {
                     describe_source(kb, dialogs, &format!("{event}: {}", changed.join(", ")));
                 if let Err(error) = self.store.record_knowledge(&bot.version, &source, now) {
                     tracing::error!(%error, "could not record the knowledge version; keeping the old one");
-                    return false;
+                    return Reload::NotRecorded;
                 }
                 tracing::info!(version = %bot.version.hash, entries = bot.version.entries, flows = bot.version.flows, %source, "knowledge reloaded");
                 *self.bot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(bot);
                 *self.last_problem.write().unwrap_or_else(|e| e.into_inner()) = None;
-                true
+                self.keep_last_good();
+                Reload::Live
             }
             Err(error) => {
                 tracing::error!(%error, "edited knowledge is invalid; still serving version {current}");
+                let problems = error.to_string();
                 *self.last_problem.write().unwrap_or_else(|e| e.into_inner()) =
                     Some(ReloadProblem {
                         hash,
                         at_ms: now,
-                        problems: error.to_string(),
+                        problems: problems.clone(),
                     });
-                false
+                Reload::Refused(problems)
             }
         }
     }
 
     /// Adds a buyer's question as an example of an entry (an editor in the console): the
     /// entry's file is edited in place, the result validated on a copy first, written
-    /// atomically and reloaded like any edit. Returns the new version's hash.
+    /// atomically and reloaded like any edit. Edits run one at a time; a file that changed on
+    /// disk while the edit was being made is not written over (`Conflict`). Returns the hash
+    /// of a version serving the example.
     pub fn add_example(
         &self,
         entry: &str,
         example: &str,
         agent: &str,
+    ) -> std::result::Result<String, EditRefused> {
+        let entry_id = {
+            let _one_at_a_time = self.edits.lock().unwrap_or_else(|e| e.into_inner());
+            self.write_example(entry, example)?
+        };
+        // After the write: this reload, or one that started after the write, serves it.
+        let event = format!("console: {agent} added an example to {entry_id}");
+        match self.reload(&event) {
+            Reload::Live | Reload::Unchanged => Ok(self.bot().version.hash.clone()),
+            Reload::Refused(problems) => Err(EditRefused::Invalid(problems)),
+            Reload::NotRecorded => Err(EditRefused::Failed(
+                "the edited knowledge could not be recorded in the store".into(),
+            )),
+        }
+    }
+
+    /// Reads the entry's file, adds the example, validates and writes it; the entry's id.
+    fn write_example(
+        &self,
+        entry: &str,
+        example: &str,
     ) -> std::result::Result<String, EditRefused> {
         let bot = self.bot();
         let entry = bot
@@ -384,11 +535,15 @@ impl Service {
             .knowledge_base()
             .entry(entry)
             .ok_or_else(|| EditRefused::Unknown(format!("no entry \"{entry}\"")))?;
-        let file = entry.location.file.clone();
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| EditRefused::Failed(format!("{}: {e}", file.display())))?;
-        let edited =
-            crate::knowledge::add_example(&text, entry.id.as_str(), example).ok_or_else(|| {
+        // The folder's file of that name: the version serving may have been loaded from the
+        // last good copy.
+        let file = self
+            .settings
+            .kb
+            .join(entry.location.file.file_name().unwrap_or_default());
+        let read = edit::read(&file).map_err(refused_write)?;
+        let edited = crate::knowledge::add_example(&read.text, entry.id.as_str(), example)
+            .ok_or_else(|| {
                 EditRefused::Failed(format!(
                     "{}: the examples of {} are not one per line",
                     file.display(),
@@ -397,20 +552,8 @@ impl Service {
             })?;
         self.validate_edit(&file, &edited)
             .map_err(EditRefused::Invalid)?;
-        let staged = file.with_extension("toml.new");
-        std::fs::write(&staged, &edited)
-            .and_then(|()| std::fs::rename(&staged, &file))
-            .map_err(|e| EditRefused::Failed(format!("{}: {e}", file.display())))?;
-        let event = format!("console: {agent} added an example to {}", entry.id);
-        if self.reload(&event) {
-            Ok(self.bot().version.hash.clone())
-        } else {
-            let problems = self
-                .last_reload_problem()
-                .map(|p| p.problems)
-                .unwrap_or_default();
-            Err(EditRefused::Invalid(problems))
-        }
+        edit::replace(&file, &read, &edited).map_err(refused_write)?;
+        Ok(entry.id.as_str().to_string())
     }
 
     /// Loads a copy of the knowledge folder with `file` replaced by `text`; the problems if any.
@@ -454,6 +597,17 @@ impl Service {
                 tracing::error!(%error, "sending reminders failed");
             }
         }
+    }
+}
+
+fn refused_write(refused: edit::WriteRefused) -> EditRefused {
+    match refused {
+        edit::WriteRefused::Changed(file) => EditRefused::Conflict(format!(
+            "{} was changed by someone else while the example was being added; nothing was \
+             written, so their edit stands: look at the entry again and add the example anew",
+            file.display()
+        )),
+        edit::WriteRefused::Failed(message) => EditRefused::Failed(message),
     }
 }
 

@@ -694,6 +694,7 @@ async fn add_example(
         Err(EditRefused::Invalid(problems)) => Err(ApiError::Unprocessable(format!(
             "the edit was refused: {problems}"
         ))),
+        Err(EditRefused::Conflict(message)) => Err(ApiError::Conflict(message)),
         Err(EditRefused::Failed(message)) => Err(ApiError::Internal(message)),
     }
 }

@@ -630,3 +630,81 @@ async fn an_editor_teaches_the_bot_an_unanswered_question_and_it_goes_live() {
         "{versions:?}"
     );
 }
+
+/// Three editors each sending 30 examples at once (the lost-update race of issue 15: seven of
+/// 90 acknowledged examples were missing afterwards).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_example_an_editor_was_told_is_added_is_lost_when_editors_add_at_once() {
+    const EDITORS: usize = 3;
+    const EACH: usize = 30;
+    let copy = crate::support::KnowledgeCopy::new("console-concurrent");
+    let kb = copy.dir.clone();
+    let bot = std::sync::Arc::new(TestBot::with_settings(move |s| s.kb = kb));
+    let mut requests = tokio::task::JoinSet::new();
+    for editor in 0..EDITORS {
+        let token = bot.add_agent(&format!("editor{editor}"), "editor");
+        for n in 0..EACH {
+            let (bot, token) = (bot.clone(), token.clone());
+            requests.spawn(async move {
+                let text = format!("报账要的凭证 编辑{editor} 第{n}问");
+                let body = json!({ "entry": "invoice", "text": text });
+                let (status, answer) = bot
+                    .agent(Some(&token), "POST", "/api/agent/examples", Some(body))
+                    .await;
+                assert_eq!(status, 200, "{answer}");
+                text
+            });
+        }
+    }
+    let acknowledged = requests.join_all().await;
+    assert_eq!(acknowledged.len(), EDITORS * EACH);
+    let written = std::fs::read_to_string(copy.dir.join("invoice.toml")).unwrap();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|text| !written.contains(text.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "missing from invoice.toml: {lost:?}");
+    let serving = bot.service.bot();
+    let examples = &serving
+        .engine
+        .knowledge_base()
+        .entry("invoice")
+        .unwrap()
+        .examples;
+    let not_serving: Vec<&String> = acknowledged
+        .iter()
+        .filter(|text| !examples.contains(text))
+        .collect();
+    assert!(
+        not_serving.is_empty(),
+        "not in the version serving: {not_serving:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_refusal_banner_clears_when_the_refused_edit_is_reverted() {
+    let copy = crate::support::KnowledgeCopy::new("console-revert");
+    let kb = copy.dir.clone();
+    let bot = TestBot::with_settings(move |s| s.kb = kb);
+    let agent = bot.add_agent("alice", "agent");
+    let knowledge = || bot.agent(Some(&agent), "GET", "/api/agent/knowledge", None);
+    let (_, before) = knowledge().await;
+    let file = copy.dir.join("invoice.toml");
+    let original = std::fs::read_to_string(&file).unwrap();
+
+    copy.edit("invoice.toml", "都可以为您开具发票", "都可以给你开具发票");
+    assert!(!bot.service.reload_if_changed());
+    let (_, refused) = knowledge().await;
+    assert!(
+        refused["last_refused_reload"]["problems"]
+            .as_str()
+            .is_some_and(|p| p.contains("invoice.toml")),
+        "{refused}"
+    );
+
+    std::fs::write(&file, original).unwrap();
+    assert!(!bot.service.reload_if_changed(), "nothing new to load");
+    let (_, after) = knowledge().await;
+    assert_eq!(after["last_refused_reload"], json!(null), "{after}");
+    assert_eq!(after["version"], before["version"]);
+}

@@ -247,3 +247,60 @@ fn an_edit_goes_live_without_a_restart_and_an_invalid_one_is_refused() {
         "each answer names the version that produced it"
     );
 }
+
+#[test]
+fn a_restart_with_a_broken_file_serves_the_last_good_version_and_reports_the_problem() {
+    let data = tempfile::tempdir().unwrap();
+    let kb = KnowledgeCopy::new("last-good");
+    let server = Server::start(data.path(), &kb.dir);
+    let good = reply_text(&server.say("g1", "能开发票吗"));
+    let (_, health) = server.request("GET", "/health", "");
+    let good_version = health["knowledge_version"]["hash"].clone();
+    server.kill();
+
+    kb.edit("invoice.toml", "都可以为您开具发票", "都可以给你开具发票");
+    let server = Server::start(data.path(), &kb.dir);
+    let (_, health) = server.request("GET", "/health", "");
+    assert_eq!(health["knowledge_version"]["hash"], good_version);
+    assert!(
+        health["last_refused_reload"]["problems"]
+            .as_str()
+            .is_some_and(|p| p.contains("invoice.toml")),
+        "the broken file is reported: {health}"
+    );
+    assert_eq!(reply_text(&server.say("g2", "能开发票吗")), good);
+
+    kb.edit("invoice.toml", "都可以给你开具发票", "都可以为您开具发票");
+    assert!(
+        eventually(|| {
+            let (_, health) = server.request("GET", "/health", "");
+            health["last_refused_reload"].is_null()
+        }),
+        "the refusal clears once the file is fixed"
+    );
+}
+
+#[test]
+fn a_broken_file_with_no_last_good_version_stops_the_start_with_its_problems() {
+    let data = tempfile::tempdir().unwrap();
+    let kb = KnowledgeCopy::new("no-last-good");
+    kb.edit("invoice.toml", "都可以为您开具发票", "都可以给你开具发票");
+    let output = Command::new(env!("CARGO_BIN_EXE_xiaoer"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .arg("--kb")
+        .arg(&kb.dir)
+        .arg("--dialogs")
+        .arg(repo_path("dialogs"))
+        .env_remove("TELEGRAM_BOT_TOKEN")
+        .current_dir(repo_path(""))
+        .stdin(Stdio::null())
+        .output()
+        .expect("xiaoer serve runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("invoice.toml") && stderr.contains("no last good version"),
+        "{stderr}"
+    );
+}
