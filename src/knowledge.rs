@@ -45,7 +45,8 @@ pub const REQUIRED_TEMPLATES: &[&str] = &[
 ];
 
 /// Templates of product-aware answers, filled from the catalog (a product's dispatch, stock,
-/// postage, price, material, sizes). A shop that writes them all gets those answers for its
+/// postage, price, material, sizes and a size from the buyer's measurements). A shop that
+/// writes them all gets those answers for its
 /// `dispatch_time`, `stock_check`, `restock`, `free_shipping`, `price`, `material` and
 /// `size_advice` entries; a shop that writes none answers every question from its entries.
 pub const PRODUCT_TEMPLATES: &[&str] = &[
@@ -66,6 +67,7 @@ pub const PRODUCT_TEMPLATES: &[&str] = &[
     "material",
     "size_one_size",
     "size_chart",
+    "size_recommend",
 ];
 
 /// Fewest example questions an entry may have.

@@ -10,6 +10,8 @@
 //! - `meaning`    — word vectors and synonym groups (general Chinese, built in from `assets/`).
 //! - `similarity` — the score of two questions in [0, 1] (re-ranking, `xiaoer similarity`).
 //! - `matcher`    — the in-RAM tantivy index; `find` ranks entries for a question.
+//! - `sizing`     — a size from the buyer's measurements (身高, 体重, 脚长, usual size) and a
+//!   size chart's ranges.
 //! - `reply`      — renders answers, product-aware answers, clarify and handoff texts.
 //! - `phrasing`   — the approved-phrasing check every outgoing text passes.
 //! - `engine`     — one message in, decision and reply out (matching and rendering).
@@ -88,6 +90,7 @@ pub mod reply;
 pub mod service;
 pub mod shop;
 pub mod similarity;
+pub mod sizing;
 pub mod storage;
 pub mod throttle;
 

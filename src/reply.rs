@@ -5,6 +5,7 @@
 use crate::catalog::{Catalog, Product, Variant};
 use crate::knowledge::{Entry, KnowledgeBase};
 use crate::normalize::Lang;
+use crate::sizing;
 
 /// Picks the text for `lang`.
 pub fn pick<'a>(zh: &'a str, en: &'a str, lang: Lang) -> &'a str {
@@ -118,7 +119,7 @@ pub fn product_answer(
                 &named(),
             )
         }
-        "stock_check" | "restock" => stock_of_product(knowledge_base, product, &variant, lang),
+        "stock_check" => stock_of_product(knowledge_base, product, &variant, lang),
         "free_shipping" => render(
             if product.free_shipping {
                 "free_shipping_yes"
@@ -143,19 +144,70 @@ pub fn product_answer(
         }
         "size_advice" if product.size_chart.is_empty() => render("size_one_size", &named()),
         "size_advice" => {
-            let rows: Vec<String> = product
-                .size_chart
-                .iter()
-                .map(|row| format!("{}: {}", row.size, pick(&row.fits, &row.fits_en, lang)))
-                .collect();
-            let separator = pick("；", "; ", lang);
-            render(
-                "size_chart",
-                &[("name", name.clone()), ("chart", rows.join(separator))],
-            )
+            match sizing::recommend(&product.size_chart, &sizing::measurements(normalized)) {
+                Some(row) => render(
+                    "size_recommend",
+                    &[
+                        ("name", name.clone()),
+                        ("size", row.size.clone()),
+                        ("fits", pick(&row.fits, &row.fits_en, lang).to_string()),
+                    ],
+                ),
+                None => size_chart(knowledge_base, product, &name, lang),
+            }
         }
+        "restock" => restock(knowledge_base, product, &variant, lang),
         _ => None,
     }
+}
+
+/// The whole chart, and a request for what would pick a size from it.
+fn size_chart(
+    knowledge_base: &KnowledgeBase,
+    product: &Product,
+    name: &str,
+    lang: Lang,
+) -> Option<String> {
+    let rows: Vec<String> = product
+        .size_chart
+        .iter()
+        .map(|row| format!("{}: {}", row.size, pick(&row.fits, &row.fits_en, lang)))
+        .collect();
+    let separator = pick("；", "; ", lang);
+    Some(template(
+        knowledge_base,
+        "size_chart",
+        lang,
+        &[("name", name.to_string()), ("chart", rows.join(separator))],
+    ))
+}
+
+/// "保温杯什么时候补货": the variant asked for is back in stock, or the restock policy (the
+/// entry's own answer) when it is not: a list of other variants answers another question.
+fn restock(
+    knowledge_base: &KnowledgeBase,
+    product: &Product,
+    variant: &Variant,
+    lang: Lang,
+) -> Option<String> {
+    let complete = variant.color.is_some() && (product.sizes.is_empty() || variant.size.is_some());
+    let color = variant.color.as_deref().filter(|_| complete)?;
+    let count = product.stock_of(color, variant.size.as_deref())?;
+    (count > 0).then(|| {
+        template(
+            knowledge_base,
+            "stock_in",
+            lang,
+            &[
+                (
+                    "name",
+                    pick(&product.name, &product.name_en, lang).to_string(),
+                ),
+                ("variant", variant_text(product, variant, lang)),
+                ("count", count.to_string()),
+            ],
+        )
+    })
 }
 
 fn stock_of_product(
@@ -187,7 +239,7 @@ fn stock_of_product(
                 ],
             );
         }
-        let others = available_variants(product, lang);
+        let others = available_variants(product, None, lang);
         if !others.is_empty() {
             return render(
                 "stock_out",
@@ -199,7 +251,26 @@ fn stock_of_product(
             );
         }
     }
-    match available_variants(product, lang) {
+    // A colour without its size ("红色还有吗"): that colour's sizes in stock, or that it is out.
+    if let (false, Some(color)) = (complete, &variant.color) {
+        let of_color = available_variants(product, Some(color), lang);
+        let others = available_variants(product, None, lang);
+        if !of_color.is_empty() {
+            return render("stock_list", &[("name", name), ("available", of_color)]);
+        }
+        if !others.is_empty() {
+            let variant_name = variant_text(product, variant, lang);
+            return render(
+                "stock_out",
+                &[
+                    ("name", name),
+                    ("variant", variant_name),
+                    ("available", others),
+                ],
+            );
+        }
+    }
+    match available_variants(product, None, lang) {
         others if others.is_empty() => render("stock_out_all", &[("name", name)]),
         others => render("stock_list", &[("name", name), ("available", others)]),
     }
@@ -246,23 +317,33 @@ fn stock_across_catalog(
     ))
 }
 
-/// The variants in stock, listed for the buyer.
-fn available_variants(product: &Product, lang: Lang) -> String {
+/// The variants in stock (of one colour, when given), listed for the buyer: 红色M码、灰色L码 /
+/// grey, size M; red, size L.
+fn available_variants(product: &Product, only_color: Option<&str>, lang: Lang) -> String {
     let names: Vec<String> = product
         .stock
         .iter()
         .filter(|(_, &count)| count > 0)
-        .map(|(key, _)| {
+        .filter_map(|(key, _)| {
             let mut parts = key.splitn(2, '/');
-            let color = parts.next().unwrap_or_default().to_string();
-            let variant = Variant {
-                color: Some(color),
-                size: parts.next().map(str::to_string),
-            };
-            variant_text(product, &variant, lang)
+            let color = parts.next().unwrap_or_default();
+            if only_color.is_some_and(|only| only != color) {
+                return None;
+            }
+            let size = parts.next();
+            Some(match lang {
+                Lang::Zh => format!(
+                    "{color}{}",
+                    size.map(|s| format!("{s}码")).unwrap_or_default()
+                ),
+                Lang::En => match size {
+                    Some(size) => format!("{}, size {size}", product.color_en(color)),
+                    None => product.color_en(color).to_string(),
+                },
+            })
         })
         .collect();
-    names.join(pick("、", ", ", lang))
+    names.join(pick("、", "; ", lang))
 }
 
 /// 红色M码 / red, size M.

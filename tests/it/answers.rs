@@ -225,3 +225,41 @@ fn a_lone_number_is_no_complaint() {
         );
     }
 }
+
+#[test]
+fn a_buyer_who_gives_their_measurements_gets_a_size_not_the_chart() {
+    let hoodie = check(
+        "身高170体重65kg卫衣穿什么码",
+        Decision::Answer,
+        Some("size_advice"),
+    );
+    assert!(hoodie.reply.contains("建议您选L"), "{}", hoodie.reply);
+    assert!(!hoodie.reply.contains("请您告诉我身高"), "{}", hoodie.reply);
+    let shoes = engine().ask("脚长25.3厘米羊毛鞋穿多大");
+    assert!(shoes.reply.contains("建议您选41"), "{}", shoes.reply);
+    let english = engine().ask("which hoodie size for me? 180cm 80kg");
+    assert!(english.reply.contains("size XL"), "{}", english.reply);
+    // Without measurements the chart is shown and they are asked for.
+    let chart = check("卫衣尺码怎么选", Decision::Answer, Some("size_advice"));
+    assert!(chart.reply.contains("请您告诉我身高"), "{}", chart.reply);
+}
+
+#[test]
+fn stock_answers_name_the_product_and_keep_to_what_was_asked() {
+    let red = engine().ask("羊毛拖鞋红色还有吗");
+    assert!(red.reply.contains("红色36-37码"), "{}", red.reply);
+    assert!(!red.reply.contains("灰色"), "{}", red.reply);
+    let english = engine().ask("is the hoodie in stock");
+    assert!(english.reply.contains("hoodie"), "{}", english.reply);
+    assert!(english.reply.contains("grey, size M"), "{}", english.reply);
+    assert!(!english.reply.contains("(,"), "{}", english.reply);
+    // A restock question is answered with the restock policy, not a list of other variants.
+    let restock = check("保温杯什么时候补货", Decision::Answer, Some("restock"));
+    let policy = engine()
+        .knowledge_base()
+        .entry("restock")
+        .unwrap()
+        .answer
+        .trim();
+    assert_eq!(restock.reply, policy);
+}
