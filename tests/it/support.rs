@@ -1,8 +1,14 @@
 //! Shared fixtures: the engine over the real knowledge base, built once per test binary; the
-//! bot behind its HTTP router, and requests to it as a buyer or as an agent.
+//! bot behind its HTTP router, and requests to it as a buyer or as an agent; the binary as a
+//! child process (`xiaoer_command`, `Server`), free of the developer's environment and of the
+//! time of day.
 
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use xiaoer::config::Thresholds;
 use xiaoer::engine::Engine;
@@ -298,11 +304,30 @@ impl Drop for KnowledgeCopy {
     }
 }
 
-/// Runs the `xiaoer` binary from the repository root; returns stdout, stderr and success.
+/// The `xiaoer` binary, run from the repository root with none of the developer's shell: no
+/// `XIAOER_*`, `TELEGRAM_*` or `RUST_LOG` (only `PATH`, `HOME` and `TMPDIR` are kept), and
+/// settings from `settings` only (None: the defaults, whatever `xiaoer.toml` the checkout has).
+pub fn xiaoer_command(settings: Option<&Path>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xiaoer"));
+    command.env_clear();
+    for name in ["PATH", "HOME", "TMPDIR"] {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    let no_settings = repo_path("tests/data/no-such-settings.toml");
+    command
+        .arg("--config")
+        .arg(settings.unwrap_or(&no_settings))
+        .current_dir(repo_path(""));
+    command
+}
+
+/// Runs the `xiaoer` binary from the repository root (see `xiaoer_command`); returns stdout,
+/// stderr and success.
 pub fn run_xiaoer(args: &[&str]) -> (String, String, bool) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xiaoer"))
+    let output = xiaoer_command(None)
         .args(args)
-        .current_dir(repo_path(""))
         .output()
         .expect("xiaoer runs");
     (
@@ -310,4 +335,149 @@ pub fn run_xiaoer(args: &[&str]) -> (String, String, bool) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
         output.status.success(),
     )
+}
+
+/// Settings for a `xiaoer serve` under test: agents at their desks all day, so no answer
+/// depends on the hour the test runs at.
+pub const ALL_DAY: &str = "[hours]\nshifts = [\"00:00-24:00\"]\n";
+
+/// `xiaoer serve` as a child process on a port it picks, over `data`; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    /// Serves `kb` and the real `dialogs/`, looking for edits every 200 ms, with agents at
+    /// their desks all day (`ALL_DAY`) and `settings` (TOML); panics unless it starts.
+    pub fn start(data: &Path, kb: &Path, settings: &str) -> Server {
+        Server::spawn(data, kb, settings, |_| {})
+            .unwrap_or_else(|stderr| panic!("xiaoer serve did not start:\n{stderr}"))
+    }
+
+    /// Like `start`, with `prepare` adjusting the command first (limits, environment); the
+    /// error is what the server wrote to stderr when it exited instead of listening.
+    pub fn spawn(
+        data: &Path,
+        kb: &Path,
+        settings: &str,
+        prepare: impl FnOnce(&mut Command),
+    ) -> Result<Server, String> {
+        std::fs::create_dir_all(data).unwrap();
+        let settings_file = data.join("test-settings.toml");
+        std::fs::write(
+            &settings_file,
+            format!("reload_interval_ms = 200\n{settings}\n{ALL_DAY}"),
+        )
+        .unwrap();
+        let mut command = xiaoer_command(Some(&settings_file));
+        command
+            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .arg("--kb")
+            .arg(kb)
+            .arg("--dialogs")
+            .arg(repo_path("dialogs"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        prepare(&mut command);
+        let mut child = command.spawn().expect("xiaoer serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(addr) = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        else {
+            let output = child.wait_with_output().unwrap();
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        };
+        Ok(Server {
+            addr: addr.to_string(),
+            child,
+        })
+    }
+
+    /// One HTTP/1.1 request on a connection of its own; the status and the JSON body.
+    pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+        self.send(method, path, "", body)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        )
+        .unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let response = String::from_utf8(response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (
+            status,
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// A buyer's message through `POST /api/chat`: the status and the JSON body.
+    pub fn chat(&self, chat: &str, text: &str) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({ "chat_id": chat, "text": text }).to_string();
+        self.request("POST", "/api/chat", &body)
+    }
+
+    /// A buyer's message; panics unless it is answered with 200.
+    pub fn say(&self, chat: &str, text: &str) -> serde_json::Value {
+        let (status, json) = self.chat(chat, text);
+        assert_eq!(status, 200, "{json}");
+        json
+    }
+
+    /// A buyer's photo through `POST /api/chat`; panics unless it is answered with 200.
+    pub fn photo(&self, chat: &str, id: &str) -> serde_json::Value {
+        let body =
+            serde_json::json!({ "chat_id": chat, "attachments": [{"kind": "photo", "id": id}] });
+        let (status, json) = self.request("POST", "/api/chat", &body.to_string());
+        assert_eq!(status, 200, "{json}");
+        json
+    }
+
+    /// Ends the process without warning, as a crash or `kill -9` would.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls until `done` holds or 15 s pass; whether it held.
+pub fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }

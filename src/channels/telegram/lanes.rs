@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use teloxide::types::ChatId;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use super::update::Incoming;
@@ -43,6 +43,9 @@ pub struct Lanes {
     /// The waiting jobs of each chat with a worker; a chat is here exactly while its worker
     /// runs. Jobs are queued and workers retire under this lock, so no job is left without one.
     queues: Mutex<HashMap<ChatId, VecDeque<Job>>>,
+    /// Wakes the workers waiting for an album's next photo when an update is queued: one that
+    /// lands behind the album completes it at once, whatever `album_wait`.
+    arrivals: Notify,
 }
 
 impl Lanes {
@@ -52,6 +55,7 @@ impl Lanes {
             keeper,
             album_wait,
             queues: Mutex::new(HashMap::new()),
+            arrivals: Notify::new(),
         })
     }
 
@@ -106,6 +110,7 @@ impl Lanes {
             last: now,
         });
         drop(queues);
+        self.arrivals.notify_waiters();
         if new_lane {
             tokio::spawn(self.clone().work(chat));
         }
@@ -113,10 +118,17 @@ impl Lanes {
 
     async fn work(self: Arc<Self>, chat: ChatId) {
         loop {
+            // Registered before looking at the queue, so an update queued meanwhile wakes it.
+            let arrival = self.arrivals.notified();
+            tokio::pin!(arrival);
+            arrival.as_mut().enable();
             let job = match self.next(chat) {
                 Next::Job(job) => job,
                 Next::Wait(until) => {
-                    tokio::time::sleep_until(until).await;
+                    tokio::select! {
+                        () = tokio::time::sleep_until(until) => {}
+                        () = arrival => {}
+                    }
                     continue;
                 }
                 Next::Retired => return,
@@ -214,7 +226,8 @@ mod tests {
                 let keep = keep.clone();
                 Box::pin(async move { keep.lock().unwrap().push(incoming.source_id) })
             }),
-            Duration::from_millis(500),
+            // Far longer than the test: the update queued behind the album completes it.
+            Duration::from_secs(60),
         );
         // An album's photo is acknowledged once kept, for the next one to come.
         lanes.push(photo(1, Some("a"))).await.unwrap();
