@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use xiaoer::bot::Bot;
 use xiaoer::channels::cli;
 use xiaoer::channels::http;
+use xiaoer::channels::listener;
 use xiaoer::channels::telegram::Telegram;
 use xiaoer::config::Settings;
 use xiaoer::engine::Engine;
@@ -114,8 +115,12 @@ enum KbCommand {
 }
 
 fn main() -> ExitCode {
+    // Without RUST_LOG: our own info lines (reloads, limits) and every warning.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,xiaoer=info"));
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {
@@ -215,6 +220,7 @@ fn load_bot(settings: &Settings) -> Result<Bot> {
 /// `xiaoer serve`: loads everything, opens the store, listens, and runs the background work
 /// (knowledge reload, reminders) until Ctrl-C or SIGTERM.
 fn serve(settings: Settings) -> Result<()> {
+    let limits = prepare_process(&settings);
     let bot = load_bot(&settings)?;
     let store = SqliteStore::open_dir(&settings.data)
         .with_context(|| format!("opening the store in {}", settings.data.display()))?;
@@ -226,10 +232,10 @@ fn serve(settings: Settings) -> Result<()> {
             Arc::new(SystemClock),
             settings.clone(),
         )?);
-        let listener = tokio::net::TcpListener::bind(&settings.addr)
+        let tcp_listener = tokio::net::TcpListener::bind(&settings.addr)
             .await
             .with_context(|| format!("listening on {}", settings.addr))?;
-        let address = listener.local_addr()?;
+        let address = tcp_listener.local_addr()?;
         println!(
             "xiaoer listening on http://{address} (knowledge {}, data {})",
             service.bot().version.hash,
@@ -242,11 +248,30 @@ fn serve(settings: Settings) -> Result<()> {
             router = router.merge(start_telegram(service.clone(), &settings).await?);
         }
         tokio::spawn(service.clone().run_background());
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")
+        listener::serve(tcp_listener, router, limits, shutdown_signal()).await;
+        Ok(())
     })
+}
+
+/// Lifts the open-file limit for connections, and makes a write past the file-size limit an
+/// error the store reports instead of a signal that kills the process without a word.
+fn prepare_process(settings: &Settings) -> listener::Limits {
+    #[cfg(unix)]
+    // SAFETY: ignoring a signal installs no handler; nothing else in the process uses SIGXFSZ.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    let open_files = listener::raise_open_file_limit().unwrap_or_else(|error| {
+        tracing::warn!(%error, "could not read the open-file limit; assuming 1024");
+        1024
+    });
+    let limits = listener::Limits::new(&settings.connections, open_files);
+    tracing::info!(
+        open_files,
+        max_connections = limits.max_connections,
+        "connection limits"
+    );
+    limits
 }
 
 /// The Telegram bot (`TELEGRAM_BOT_TOKEN` is set): long polling, or the webhook route to serve.

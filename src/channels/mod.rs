@@ -4,4 +4,5 @@
 pub mod cli;
 pub mod console;
 pub mod http;
+pub mod listener;
 pub mod telegram;

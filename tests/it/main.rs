@@ -4,6 +4,7 @@
 mod answers;
 mod browser;
 mod cli;
+mod connections;
 mod console;
 mod conversations;
 mod data;

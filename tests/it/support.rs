@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use xiaoer::config::Thresholds;
@@ -345,6 +345,7 @@ pub const ALL_DAY: &str = "[hours]\nshifts = [\"00:00-24:00\"]\n";
 pub struct Server {
     child: Child,
     pub addr: String,
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -382,6 +383,19 @@ impl Server {
             .stderr(Stdio::piped());
         prepare(&mut command);
         let mut child = command.spawn().expect("xiaoer serve starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let collected = stderr.clone();
+        // Read as it comes, so the child never blocks on a full pipe.
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr_pipe.read(&mut chunk) {
+                collected
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -391,13 +405,20 @@ impl Server {
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
         else {
-            let output = child.wait_with_output().unwrap();
-            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+            child.wait().unwrap();
+            reader.join().unwrap();
+            return Err(stderr.lock().unwrap().clone());
         };
         Ok(Server {
             addr: addr.to_string(),
             child,
+            stderr,
         })
+    }
+
+    /// What the server has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// One HTTP/1.1 request on a connection of its own; the status and the JSON body.
