@@ -9,7 +9,8 @@
 //! - **A cap.** At most `max_connections` are open. At the cap a new connection closes the one
 //!   idle the longest (no request in flight; a half-sent request head counts as idle); when
 //!   every one is busy, the new connection is closed instead. A request in flight is never cut
-//!   for another client.
+//!   for another client. The accept loop waits for the closings it asked for, so sockets never
+//!   outnumber `max_connections + CLOSING_SLACK` (+1 being accepted).
 //! - **No busy loop.** An accept error such as `EMFILE` (out of file descriptors) closes the
 //!   longest-idle connection and waits `ACCEPT_BACKOFF` before the next try; these and the
 //!   cap's closings are logged at `warn` at most once per `LOG_EVERY`, with counts.
@@ -52,6 +53,9 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The least time between two warnings of one kind (accept errors, closings at the cap).
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
+/// How many connections told to close may still hold their socket before the accept loop
+/// waits for them (the file descriptors in use stay below `max_connections` plus this).
+pub const CLOSING_SLACK: usize = 16;
 /// The automatic cap never goes above this many connections.
 pub const MAX_CONNECTIONS_CEILING: usize = 16_384;
 
@@ -151,6 +155,10 @@ pub async fn serve(
     let mut refused_at_cap = Occasional::default();
     tokio::pin!(shutdown);
     loop {
+        // Closings asked for at the cap happen in the connections' tasks: let them catch up.
+        tracker
+            .wait_below(limits.max_connections.saturating_add(CLOSING_SLACK))
+            .await;
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
@@ -234,12 +242,23 @@ impl Occasional {
     }
 }
 
-/// The open connections and what each is doing.
+/// The open connections and what each is doing. A connection told to close counts until its
+/// task has ended and its socket is closed, so the accept loop can wait for the closings it
+/// asked for instead of running past the file limit (`CLOSING_SLACK`).
 struct Tracker {
     next_id: AtomicU64,
-    open: Mutex<HashMap<u64, Arc<Activity>>>,
+    open: Mutex<Open>,
     max: usize,
     epoch: Instant,
+    /// Signalled each time a connection's task ends.
+    ended: Notify,
+}
+
+#[derive(Default)]
+struct Open {
+    connections: HashMap<u64, Arc<Activity>>,
+    /// How many of them were told to close and have not ended yet.
+    closing: usize,
 }
 
 enum Admitted {
@@ -253,30 +272,40 @@ impl Tracker {
     fn new(max: usize) -> Tracker {
         Tracker {
             next_id: AtomicU64::new(0),
-            open: Mutex::new(HashMap::new()),
+            open: Mutex::new(Open::default()),
             max,
             epoch: Instant::now(),
+            ended: Notify::new(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Activity>>> {
+    fn lock(&self) -> MutexGuard<'_, Open> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Connections whose socket is still open, closing ones included.
     fn open(&self) -> usize {
-        self.lock().len()
+        self.lock().connections.len()
+    }
+
+    /// Waits (at most a second) until fewer than `limit` sockets are open.
+    async fn wait_below(&self, limit: usize) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.open() >= limit && Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_millis(50), self.ended.notified()).await;
+        }
     }
 
     /// Registers a new connection, closing the longest-idle one at the cap.
     fn admit(&self) -> Admitted {
         let mut open = self.lock();
-        let closed = open.len() >= self.max;
+        let closed = open.connections.len() - open.closing >= self.max;
         if closed && close_longest_idle(&mut open).is_none() {
             return Admitted::Refused;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let activity = Arc::new(Activity::new(self.epoch));
-        open.insert(id, activity.clone());
+        open.connections.insert(id, activity.clone());
         if closed {
             Admitted::ClosedIdle(id, activity)
         } else {
@@ -289,20 +318,32 @@ impl Tracker {
         close_longest_idle(&mut self.lock()).is_some()
     }
 
+    /// A connection's task has ended.
     fn forget(&self, id: u64) {
-        self.lock().remove(&id);
+        let mut open = self.lock();
+        if let Some(activity) = open.connections.remove(&id) {
+            if activity.told_to_close.load(Ordering::SeqCst) {
+                open.closing -= 1;
+            }
+        }
+        drop(open);
+        self.ended.notify_one();
     }
 }
 
-fn close_longest_idle(open: &mut HashMap<u64, Arc<Activity>>) -> Option<u64> {
-    let id = open
+fn close_longest_idle(open: &mut Open) -> Option<u64> {
+    let (id, activity) = open
+        .connections
         .iter()
-        .filter(|(_, activity)| activity.in_flight.load(Ordering::SeqCst) == 0)
-        .min_by_key(|(_, activity)| activity.idle_since.load(Ordering::SeqCst))
-        .map(|(id, _)| *id)?;
-    if let Some(activity) = open.remove(&id) {
-        activity.close.notify_one();
-    }
+        .filter(|(_, activity)| {
+            activity.in_flight.load(Ordering::SeqCst) == 0
+                && !activity.told_to_close.load(Ordering::SeqCst)
+        })
+        .min_by_key(|(_, activity)| activity.idle_since.load(Ordering::SeqCst))?;
+    let id = *id;
+    activity.told_to_close.store(true, Ordering::SeqCst);
+    activity.close.notify_one();
+    open.closing += 1;
     Some(id)
 }
 
@@ -317,6 +358,8 @@ struct Activity {
     head_since: AtomicU64,
     /// Tells the connection to close at once (the cap needs its place).
     close: Notify,
+    /// It was told to (set under the tracker's lock).
+    told_to_close: AtomicBool,
 }
 
 impl Activity {
@@ -327,6 +370,7 @@ impl Activity {
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
             close: Notify::new(),
+            told_to_close: AtomicBool::new(false),
         };
         activity.idle_since.store(activity.now(), Ordering::SeqCst);
         activity
@@ -641,9 +685,15 @@ mod tests {
         };
         let busy = InFlight::start(&second_activity);
         assert!(matches!(tracker.admit(), Admitted::ClosedIdle(..)));
-        assert!(!tracker.lock().contains_key(&first), "the idle one went");
-        // Told to close: its `notified` completes at once.
+        assert!(
+            first_activity.told_to_close.load(Ordering::SeqCst),
+            "the idle one goes"
+        );
+        // Told to close: its `notified` completes at once. It counts until its task ends.
         first_activity.close.notified().await;
+        assert_eq!(tracker.open(), 3);
+        tracker.forget(first);
+        assert_eq!(tracker.open(), 2);
         // Now one busy and one new (idle) connection: the new one goes, the busy one stays.
         let Admitted::ClosedIdle(_, fourth_activity) = tracker.admit() else {
             panic!("the idle third makes room");
