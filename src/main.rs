@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use xiaoer::bot::Bot;
 use xiaoer::channels::cli;
+use xiaoer::channels::control;
 use xiaoer::channels::http;
 use xiaoer::channels::listener;
 use xiaoer::channels::telegram::Telegram;
@@ -232,6 +233,7 @@ fn serve(settings: Settings) -> Result<()> {
             Arc::new(SystemClock),
             settings.clone(),
         )?);
+        control::listen(&settings.data, service.clone())?;
         let tcp_listener = tokio::net::TcpListener::bind(&settings.addr)
             .await
             .with_context(|| format!("listening on {}", settings.addr))?;
@@ -314,23 +316,12 @@ async fn shutdown_signal() {
     }
 }
 
-/// `xiaoer agent add`: the token is printed once; the store keeps only its hash.
+/// `xiaoer agent add`: the token is printed once; the store keeps only its hash. Goes
+/// through the server when one runs on `data` (it holds the store alone).
 fn add_agent(data: &std::path::Path, name: &str, role: &str) -> Result<()> {
-    use xiaoer::storage::Store;
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        anyhow::bail!("an agent name is 1–64 characters without control characters");
-    }
-    if !matches!(role, "agent" | "editor") {
-        anyhow::bail!("--role must be agent or editor");
-    }
-    let store = SqliteStore::open_dir(data)
-        .with_context(|| format!("opening the store in {}", data.display()))?;
     let token = xiaoer::auth::new_token()?;
-    let now = chrono::Utc::now().timestamp_millis();
-    if !store.add_agent(name, role, &xiaoer::auth::token_hash(&token), now)? {
-        anyhow::bail!("an agent named {name} already exists");
-    }
+    control::add_agent(data, name, role, &xiaoer::auth::token_hash(&token))?;
+    let name = name.trim();
     println!("added {role} {name}; sign in at /console with this token (shown only now):");
     println!("{token}");
     Ok(())

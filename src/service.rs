@@ -88,6 +88,7 @@ pub struct Service {
     /// (which left some buyers waiting far longer than others).
     running: tokio::sync::Semaphore,
     last_problem: RwLock<Option<ReloadProblem>>,
+    store_probe: crate::health::StoreProbe,
 }
 
 impl Service {
@@ -114,6 +115,7 @@ impl Service {
                 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
             last_problem: RwLock::new(None),
+            store_probe: crate::health::StoreProbe::default(),
         })
     }
 
@@ -135,6 +137,18 @@ impl Service {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Whether the store takes a write now and the knowledge serving answers (`/health`).
+    pub async fn health(&self) -> crate::health::Health {
+        let store = self
+            .store_probe
+            .check(self.store.clone(), self.clock.now_ms())
+            .await;
+        crate::health::Health {
+            store,
+            knowledge: crate::health::check_knowledge(&self.bot()),
+        }
     }
 
     /// Handles one buyer message: after every earlier message of the same chat, stored before
@@ -269,6 +283,10 @@ impl Service {
         })
         .await
         .unwrap_or_else(|e| Err(StoreError(format!("turn panicked: {e}"))));
+        match &result {
+            Ok(_) => self.store_probe.turn_stored(),
+            Err(error) => self.store_probe.turn_failed(&error.to_string()),
+        }
         drop(running);
         drop(guard);
         self.forget_idle_lock(&chat, lock);

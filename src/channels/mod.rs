@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod console;
+pub mod control;
 pub mod http;
 pub mod listener;
 pub mod telegram;

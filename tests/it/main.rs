@@ -10,6 +10,7 @@ mod conversations;
 mod data;
 mod evaluation;
 mod fake_telegram;
+mod health;
 mod kb;
 mod phrasing;
 mod serve;

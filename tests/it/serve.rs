@@ -1,12 +1,12 @@
 //! `xiaoer serve` as a process: killed in the middle of a flow and of a handoff and started
-//! again on the same data, and knowledge edited while it runs.
+//! again on the same data, knowledge edited while it runs, an agent added while it runs.
 //! Talks HTTP/1.1 over loopback on a port the server picks; agents are at their desks all day
 //! (`support::ALL_DAY`), so no reply depends on the hour the test runs at.
 
 use serde_json::Value;
 use xiaoer::storage::{SqliteStore, Store};
 
-use crate::support::{eventually, repo_path, KnowledgeCopy, Server};
+use crate::support::{eventually, repo_path, run_xiaoer, KnowledgeCopy, Server};
 
 const ORDER: &str = "2345678901234567";
 
@@ -139,4 +139,28 @@ fn an_edit_goes_live_without_a_restart_and_an_invalid_one_is_refused() {
         Some(&versions[1].hash.as_str()),
         "each answer names the version that produced it"
     );
+}
+
+#[test]
+fn an_agent_added_while_the_server_runs_signs_in_at_once() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &repo_path("knowledge"), "");
+    let data_dir = data.path().to_str().unwrap();
+    let (stdout, stderr, ok) = run_xiaoer(&["agent", "add", "小王", "--data", data_dir]);
+    assert!(ok, "{stderr}");
+    let token = stdout.lines().last().unwrap().trim();
+    let (status, body) = server.request_as(token, "GET", "/api/agent/handoffs");
+    assert_eq!(status, 200, "{body}");
+    let (_, stderr, ok) = run_xiaoer(&["agent", "add", "小王", "--data", data_dir]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("an agent named 小王 already exists"),
+        "{stderr}"
+    );
+    server.kill();
+
+    // With the server gone, the store is opened directly.
+    let (stdout, stderr, ok) = run_xiaoer(&["agent", "add", "小李", "--data", data_dir]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("added agent 小李"), "{stdout}");
 }

@@ -426,6 +426,16 @@ impl Server {
         self.send(method, path, "", body)
     }
 
+    /// A request with `Authorization: Bearer token`, without a body.
+    pub fn request_as(&self, token: &str, method: &str, path: &str) -> (u16, serde_json::Value) {
+        self.send(
+            method,
+            path,
+            &format!("Authorization: Bearer {token}\r\n"),
+            "",
+        )
+    }
+
     fn send(
         &self,
         method: &str,
@@ -501,4 +511,160 @@ pub fn eventually(mut done: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     false
+}
+
+/// A store whose disk fills up when the test says so: from then on every write fails as
+/// SQLite's does on a full disk, and what is stored can still be read.
+pub struct DiskFull {
+    inner: std::sync::Arc<dyn xiaoer::storage::Store>,
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl DiskFull {
+    pub fn new(inner: std::sync::Arc<dyn xiaoer::storage::Store>) -> DiskFull {
+        DiskFull {
+            inner,
+            full: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The disk is full from now on.
+    pub fn fill(&self) {
+        self.full.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn write(&self) -> xiaoer::storage::StoreResult<()> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(xiaoer::storage::StoreError(
+                "database or disk is full (DiskFull, code 13)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+mod disk_full {
+    use xiaoer::bot::KnowledgeVersion;
+    use xiaoer::conversation::{ChatKey, Conversation};
+    use xiaoer::storage::*;
+
+    impl Store for super::DiskFull {
+        fn conversation(&self, chat: &ChatKey) -> StoreResult<Conversation> {
+            self.inner.conversation(chat)
+        }
+        fn commit_turn(&self, turn: &Turn) -> StoreResult<Committed> {
+            self.write()?;
+            self.inner.commit_turn(turn)
+        }
+        fn messages(&self, chat: &ChatKey, after: i64) -> StoreResult<Vec<StoredMessage>> {
+            self.inner.messages(chat, after)
+        }
+        fn handoff(&self, id: i64) -> StoreResult<Option<HandoffRecord>> {
+            self.inner.handoff(id)
+        }
+        fn open_handoffs(&self) -> StoreResult<Vec<HandoffRecord>> {
+            self.inner.open_handoffs()
+        }
+        fn cases(&self) -> StoreResult<Vec<CaseRecord>> {
+            self.inner.cases()
+        }
+        fn claim(&self, id: i64, agent: &str, at: i64) -> StoreResult<Result<(), ClaimRefused>> {
+            self.write()?;
+            self.inner.claim(id, agent, at)
+        }
+        fn release(&self, id: i64, notice: &str, version: &str, at: i64) -> StoreResult<bool> {
+            self.write()?;
+            self.inner.release(id, notice, version, at)
+        }
+        fn due_reminders(&self, before_ms: i64) -> StoreResult<Vec<HandoffRecord>> {
+            self.inner.due_reminders(before_ms)
+        }
+        fn remind(&self, id: i64, text: &str, at: i64, version: &str) -> StoreResult<bool> {
+            self.write()?;
+            self.inner.remind(id, text, at, version)
+        }
+        fn record_knowledge(&self, v: &KnowledgeVersion, source: &str, at: i64) -> StoreResult<()> {
+            self.write()?;
+            self.inner.record_knowledge(v, source, at)
+        }
+        fn knowledge_versions(&self) -> StoreResult<Vec<KnowledgeRecord>> {
+            self.inner.knowledge_versions()
+        }
+        fn add_agent(&self, name: &str, role: &str, hash: &str, at: i64) -> StoreResult<bool> {
+            self.write()?;
+            self.inner.add_agent(name, role, hash, at)
+        }
+        fn agent_by_token_hash(&self, hash: &str) -> StoreResult<Option<AgentRecord>> {
+            self.inner.agent_by_token_hash(hash)
+        }
+        fn agent_reply(
+            &self,
+            id: i64,
+            agent: &str,
+            text: &str,
+            at: i64,
+        ) -> StoreResult<Result<i64, AgentRefused>> {
+            self.write()?;
+            self.inner.agent_reply(id, agent, text, at)
+        }
+        fn add_note(
+            &self,
+            id: i64,
+            agent: &str,
+            text: &str,
+            at: i64,
+        ) -> StoreResult<Result<(), AgentRefused>> {
+            self.write()?;
+            self.inner.add_note(id, agent, text, at)
+        }
+        fn notes(&self, chat: &ChatKey) -> StoreResult<Vec<NoteRecord>> {
+            self.inner.notes(chat)
+        }
+        fn close(&self, closing: &Closing) -> StoreResult<Result<(), AgentRefused>> {
+            self.write()?;
+            self.inner.close(closing)
+        }
+        fn ratings(&self) -> StoreResult<Vec<RatingRecord>> {
+            self.inner.ratings()
+        }
+        fn unanswered(&self, limit: usize) -> StoreResult<Vec<StoredMessage>> {
+            self.inner.unanswered(limit)
+        }
+        fn seen(&self, chat: &ChatKey, source_id: &str) -> StoreResult<bool> {
+            self.inner.seen(chat, source_id)
+        }
+        fn post_message(&self, message: &NewMessage) -> StoreResult<i64> {
+            self.write()?;
+            self.inner.post_message(message)
+        }
+        fn pending_chats(&self, channel: &str) -> StoreResult<Vec<ChatKey>> {
+            self.inner.pending_chats(channel)
+        }
+        fn undelivered(&self, chat: &ChatKey) -> StoreResult<Vec<StoredMessage>> {
+            self.inner.undelivered(chat)
+        }
+        fn mark_delivered(&self, message: i64, at_ms: i64) -> StoreResult<()> {
+            self.write()?;
+            self.inner.mark_delivered(message, at_ms)
+        }
+        fn mark_undeliverable(&self, message: i64, reason: &str) -> StoreResult<()> {
+            self.write()?;
+            self.inner.mark_undeliverable(message, reason)
+        }
+        fn hold_part(&self, part: &HeldPart) -> StoreResult<()> {
+            self.write()?;
+            self.inner.hold_part(part)
+        }
+        fn held_parts(&self, channel: &str) -> StoreResult<Vec<HeldPart>> {
+            self.inner.held_parts(channel)
+        }
+        fn release_album(&self, chat: &ChatKey, album: &str) -> StoreResult<()> {
+            self.write()?;
+            self.inner.release_album(chat, album)
+        }
+        fn check_health(&self, at_ms: i64) -> StoreResult<()> {
+            self.write()?;
+            self.inner.check_health(at_ms)
+        }
+    }
 }

@@ -16,7 +16,7 @@ use xiaoer::service::{Clock, Service};
 use xiaoer::storage::{NewMessage, Sender, SqliteStore, Store};
 
 use crate::fake_telegram::{chat_json, Failure, FakeTelegram, Sent, BOT_ID, BOT_USERNAME, TOKEN};
-use crate::support::{add_agent, as_agent, beijing, repo_path, send, ManualClock};
+use crate::support::{add_agent, as_agent, beijing, repo_path, send, DiskFull, ManualClock};
 
 const ORDER: &str = "2345678901234567";
 /// Long enough for a 5xx: teloxide waits 10 s before it reads a server error.
@@ -554,20 +554,15 @@ async fn a_photo_outside_a_flow_and_a_sticker_get_polite_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_the_store_could_not_keep_is_asked_again_in_the_buyers_language() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open_dir(data.path()).unwrap());
-    let shop = Shop::open_on(FakeTelegram::start().await, store, |_| {}).await;
+    let store = Arc::new(DiskFull::new(Arc::new(
+        SqliteStore::open_in_memory().unwrap(),
+    )));
+    let shop = Shop::open_on(FakeTelegram::start().await, store.clone(), |_| {}).await;
     let buyer = shop.buyer(4222);
     let answered = buyer.says("can I get an invoice?").await;
     assert!(!answered.is_empty());
     // The disk fills up: nothing more can be stored, what is stored can still be read.
-    rusqlite::Connection::open(data.path().join("xiaoer.sqlite3"))
-        .unwrap()
-        .execute_batch(
-            "CREATE TRIGGER disk_full BEFORE INSERT ON messages
-             BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
-        )
-        .unwrap();
+    store.fill();
     let try_again = |lang| {
         reply::template(
             shop.knowledge().engine.knowledge_base(),
