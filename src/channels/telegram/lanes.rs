@@ -249,18 +249,28 @@ mod tests {
     async fn one_chat_in_order_chats_in_parallel() {
         let seen: Arc<Mutex<Vec<(i64, String)>>> = Arc::default();
         let record = seen.clone();
+        // How many messages the fast chat has had handled.
+        let (fast_done, fast_count) = tokio::sync::watch::channel(0);
         let lanes = Lanes::new(
             Arc::new(move |incoming: Incoming| {
                 let record = record.clone();
+                let fast_done = fast_done.clone();
+                let mut fast_count = fast_count.clone();
                 Box::pin(async move {
-                    // The slow chat must hold up neither its own order nor the fast chat.
+                    // The slow chat waits until the fast one is done (or 10 s, if the fast
+                    // one were stuck behind it): it must hold up neither its own order nor
+                    // the fast chat.
                     if incoming.chat.0 == 1 {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        let fast_finished = fast_count.wait_for(|n| *n >= 5);
+                        let _ = tokio::time::timeout(Duration::from_secs(10), fast_finished).await;
                     }
                     record
                         .lock()
                         .unwrap()
                         .push((incoming.chat.0, incoming.source_id));
+                    if incoming.chat.0 == 2 {
+                        fast_done.send_modify(|n| *n += 1);
+                    }
                 })
             }),
             Arc::new(|_| Box::pin(async {})),
@@ -284,11 +294,11 @@ mod tests {
         let expected: Vec<String> = (0..5).map(|n| format!("m{n}")).collect();
         assert_eq!(order(1), expected);
         assert_eq!(order(2), expected);
-        // The fast chat finished before the slow one got far.
+        // The fast chat finished before the slow one's first message.
         let first_slow = seen.iter().position(|(c, _)| *c == 1).unwrap();
-        assert!(first_slow >= 4, "{seen:?}");
+        assert_eq!(first_slow, 5, "{seen:?}");
         // Idle workers retire.
-        for _ in 0..100 {
+        for _ in 0..1000 {
             if lanes.queues().is_empty() {
                 return;
             }
