@@ -111,6 +111,35 @@ impl Default for TelegramSettings {
     }
 }
 
+/// How `xiaoer serve` treats HTTP connections (`[connections]`; `src/channels/listener.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionSettings {
+    /// Longest time from a request's first byte to the end of its headers, in milliseconds
+    /// (`XIAOER_HEADER_TIMEOUT_MS`).
+    pub header_timeout_ms: u64,
+    /// Longest time from the end of a request's headers to the end of its body, in
+    /// milliseconds (`XIAOER_BODY_TIMEOUT_MS`): a slower body is cut off with a 408.
+    pub body_timeout_ms: u64,
+    /// Longest time a connection may wait for its next request (or, just opened, for its first
+    /// byte), in milliseconds (`XIAOER_IDLE_TIMEOUT_MS`).
+    pub idle_timeout_ms: u64,
+    /// Most connections open at once (`XIAOER_MAX_CONNECTIONS`); at the cap the connection idle
+    /// the longest is closed for a new one. 0: a little below the open-file limit.
+    pub max_connections: u64,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 15_000,
+            idle_timeout_ms: 30_000,
+            max_connections: 0,
+        }
+    }
+}
+
 /// Everything configurable.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -130,6 +159,7 @@ pub struct Settings {
     /// How often the running bot looks for edits of `kb` and `dialogs`, in milliseconds.
     pub reload_interval_ms: u64,
     pub telegram: TelegramSettings,
+    pub connections: ConnectionSettings,
 }
 
 impl Default for Settings {
@@ -144,6 +174,7 @@ impl Default for Settings {
             remind_after_s: 90,
             reload_interval_ms: 1000,
             telegram: TelegramSettings::default(),
+            connections: ConnectionSettings::default(),
         }
     }
 }
@@ -179,6 +210,22 @@ impl Settings {
             (
                 "XIAOER_RELOAD_INTERVAL_MS",
                 &mut settings.reload_interval_ms,
+            ),
+            (
+                "XIAOER_HEADER_TIMEOUT_MS",
+                &mut settings.connections.header_timeout_ms,
+            ),
+            (
+                "XIAOER_BODY_TIMEOUT_MS",
+                &mut settings.connections.body_timeout_ms,
+            ),
+            (
+                "XIAOER_IDLE_TIMEOUT_MS",
+                &mut settings.connections.idle_timeout_ms,
+            ),
+            (
+                "XIAOER_MAX_CONNECTIONS",
+                &mut settings.connections.max_connections,
             ),
         ] {
             if let Ok(value) = std::env::var(name) {

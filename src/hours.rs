@@ -84,8 +84,12 @@ impl ServiceHours {
     }
 }
 
+/// Whether a shift covers a minute of the day. A shift that ends when it starts
+/// (`00:00-24:00`, `08:00-08:00`) covers the whole day.
 fn covers(start: i64, end: i64, minute: i64) -> bool {
-    if start <= end {
+    if start == end {
+        true
+    } else if start < end {
         (start..end).contains(&minute)
     } else {
         minute >= start || minute < end
@@ -147,6 +151,19 @@ mod tests {
         let hours = ServiceHours::parse(&settings).unwrap();
         assert!(hours.is_open(beijing(24, 30)));
         assert!(!hours.is_open(beijing(25, 30)));
+    }
+
+    #[test]
+    fn a_shift_from_midnight_to_midnight_covers_the_whole_day() {
+        let settings = HoursSettings {
+            shifts: vec!["00:00-24:00".into()],
+            utc_offset: "+08:00".into(),
+        };
+        let hours = ServiceHours::parse(&settings).unwrap();
+        for hour in 0..24 {
+            assert!(hours.is_open(beijing(hour, 0)), "{hour}:00");
+            assert!(hours.is_open(beijing(hour, 59)), "{hour}:59");
+        }
     }
 
     #[test]

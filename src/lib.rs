@@ -29,16 +29,21 @@
 //! - `audit`      — `kb check`'s checks on the built engine: examples another entry answers,
 //!   repeated and near-copy examples.
 //! - `eval`       — evaluation sets and their figures.
-//! - `storage`    — the `Store` trait and its SQLite implementation (the only SQL).
+//! - `storage`    — the `Store` trait and its SQLite implementation (the only SQL): one
+//!   process holds the file (exclusive locking, no `-shm`), a damaged file is refused at open.
 //! - `service`    — the running bot: per-chat ordered turns (load, handle, commit), knowledge
 //!   reload with atomic swap, reminders for unclaimed handoffs. The async shell of the core.
 //!   `service::edit`: console edits of a knowledge file, written atomically and only over the
 //!   file they were made from; `service::last_good`: the last version that went live, kept in
 //!   the data folder and served when a start finds the folders invalid.
+//! - `health`     — what `/health` checks: the store takes a write (and the last chat was
+//!   stored), the knowledge answers; checked at most once a second.
 //! - `channels`   — adapters: `cli` (terminal), `http` (axum: `/api/chat`, JSON errors on
 //!   every route), `console` (the agents' API and web page under `/api/agent` and `/console`),
 //!   `guard` (the HTTP side's defences: client address, throttles of wrong chat ids and
-//!   tokens, security headers).
+//!   tokens, security headers), `listener` (our accept loop over hyper: header, body and idle
+//!   timeouts, a connection cap that closes the longest idle first), `control` (the local
+//!   socket `agent add` uses while the server runs).
 //!   `telegram` (teloxide: long polling or a webhook route; our own per-chat lanes instead of teloxide's
 //!   `Dispatcher`, so an update is acknowledged only once its turn is stored; an outbox that
 //!   delivers what the store holds undelivered, in order per chat, with retries, within
@@ -80,6 +85,7 @@ pub mod engine;
 mod error;
 pub mod eval;
 pub mod handoff;
+pub mod health;
 pub mod hours;
 pub mod knowledge;
 pub mod matcher;

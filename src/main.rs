@@ -10,7 +10,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use xiaoer::bot::Bot;
 use xiaoer::channels::cli;
+use xiaoer::channels::control;
 use xiaoer::channels::http;
+use xiaoer::channels::listener;
 use xiaoer::channels::telegram::Telegram;
 use xiaoer::config::Settings;
 use xiaoer::engine::Engine;
@@ -121,11 +123,9 @@ enum KbCommand {
 }
 
 fn main() -> ExitCode {
-    // Warnings (refused sign-ins, blocked addresses, failed sends) show unless RUST_LOG
-    // says otherwise.
-    let filter = tracing_subscriber::EnvFilter::builder()
-        .with_default_directive(tracing_subscriber::filter::LevelFilter::WARN.into())
-        .from_env_lossy();
+    // Without RUST_LOG: our own info lines (reloads, limits) and every warning.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,xiaoer=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -231,6 +231,7 @@ fn load_bot(settings: &Settings) -> Result<Bot> {
 /// `xiaoer serve`: loads everything, opens the store, listens, and runs the background work
 /// (knowledge reload, reminders) until Ctrl-C or SIGTERM.
 fn serve(settings: Settings) -> Result<()> {
+    let limits = prepare_process(&settings);
     let store = SqliteStore::open_dir(&settings.data)
         .with_context(|| format!("opening the store in {}", settings.data.display()))?;
     let last_good = LastGood::in_data(&settings.data);
@@ -247,10 +248,11 @@ fn serve(settings: Settings) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let service = Arc::new(service);
-        let listener = tokio::net::TcpListener::bind(&settings.addr)
+        control::listen(&settings.data, service.clone())?;
+        let tcp_listener = tokio::net::TcpListener::bind(&settings.addr)
             .await
             .with_context(|| format!("listening on {}", settings.addr))?;
-        let address = listener.local_addr()?;
+        let address = tcp_listener.local_addr()?;
         println!(
             "xiaoer listening on http://{address} (knowledge {}, data {})",
             service.bot().version.hash,
@@ -263,13 +265,30 @@ fn serve(settings: Settings) -> Result<()> {
             router = router.merge(start_telegram(service.clone(), &settings).await?);
         }
         tokio::spawn(service.clone().run_background());
-        // With each connection's peer address: throttles of wrong guesses count per address.
-        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")
+        listener::serve(tcp_listener, router, limits, shutdown_signal()).await;
+        Ok(())
     })
+}
+
+/// Lifts the open-file limit for connections, and makes a write past the file-size limit an
+/// error the store reports instead of a signal that kills the process without a word.
+fn prepare_process(settings: &Settings) -> listener::Limits {
+    #[cfg(unix)]
+    // SAFETY: ignoring a signal installs no handler; nothing else in the process uses SIGXFSZ.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    let open_files = listener::raise_open_file_limit().unwrap_or_else(|error| {
+        tracing::warn!(%error, "could not read the open-file limit; assuming 1024");
+        1024
+    });
+    let limits = listener::Limits::new(&settings.connections, open_files);
+    tracing::info!(
+        open_files,
+        max_connections = limits.max_connections,
+        "connection limits"
+    );
+    limits
 }
 
 /// The Telegram bot (`TELEGRAM_BOT_TOKEN` is set): long polling, or the webhook route to serve.
@@ -312,23 +331,12 @@ async fn shutdown_signal() {
     }
 }
 
-/// `xiaoer agent add`: the token is printed once; the store keeps only its hash.
+/// `xiaoer agent add`: the token is printed once; the store keeps only its hash. Goes
+/// through the server when one runs on `data` (it holds the store alone).
 fn add_agent(data: &std::path::Path, name: &str, role: &str) -> Result<()> {
-    use xiaoer::storage::Store;
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        anyhow::bail!("an agent name is 1–64 characters without control characters");
-    }
-    if !matches!(role, "agent" | "editor") {
-        anyhow::bail!("--role must be agent or editor");
-    }
-    let store = SqliteStore::open_dir(data)
-        .with_context(|| format!("opening the store in {}", data.display()))?;
     let token = xiaoer::auth::new_token()?;
-    let now = chrono::Utc::now().timestamp_millis();
-    if !store.add_agent(name, role, &xiaoer::auth::token_hash(&token), now)? {
-        anyhow::bail!("an agent named {name} already exists");
-    }
+    control::add_agent(data, name, role, &xiaoer::auth::token_hash(&token))?;
+    let name = name.trim();
     println!("added {role} {name}; sign in at /console with this token (shown only now):");
     println!("{token}");
     Ok(())

@@ -119,6 +119,7 @@ pub struct Service {
     reloads: Mutex<()>,
     /// Where each version that goes live is kept (`xiaoer serve`; none in tests).
     last_good: Option<LastGood>,
+    store_probe: crate::health::StoreProbe,
 }
 
 impl Service {
@@ -214,6 +215,7 @@ impl Service {
             edits: Mutex::new(()),
             reloads: Mutex::new(()),
             last_good,
+            store_probe: crate::health::StoreProbe::default(),
         })
     }
 
@@ -253,6 +255,18 @@ impl Service {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Whether the store takes a write now and the knowledge serving answers (`/health`).
+    pub async fn health(&self) -> crate::health::Health {
+        let store = self
+            .store_probe
+            .check(self.store.clone(), self.clock.now_ms())
+            .await;
+        crate::health::Health {
+            store,
+            knowledge: crate::health::check_knowledge(&self.bot()),
+        }
     }
 
     /// Handles one buyer message: after every earlier message of the same chat, stored before
@@ -387,6 +401,10 @@ impl Service {
         })
         .await
         .unwrap_or_else(|e| Err(StoreError(format!("turn panicked: {e}"))));
+        match &result {
+            Ok(_) => self.store_probe.turn_stored(),
+            Err(error) => self.store_probe.turn_failed(&error.to_string()),
+        }
         drop(running);
         drop(guard);
         self.forget_idle_lock(&chat, lock);

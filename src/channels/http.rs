@@ -5,7 +5,8 @@
 //!   "confidence", "state"}`
 //! - `GET /api/chat/{chat_id}/messages?after=ID` → `{"messages": [{"id", "from", "text", "at"}]}`:
 //!   what the chat received later (an agent's reply, a reminder while waiting).
-//! - `GET /health` → the knowledge version serving and the last refused reload.
+//! - `GET /health` → 200 when the store takes a write and the knowledge answers, else 503
+//!   naming what failed; the knowledge version serving and the last refused reload.
 //!
 //! A chat id is the buyer's session secret: the only way to a chat's messages, so it must be
 //! too long to guess (`ChatKey::parse_http`: 22–128 URL-safe characters; `/api/chat/new`
@@ -289,13 +290,26 @@ async fn messages(
     Ok(Json(serde_json::json!({ "messages": messages })))
 }
 
-async fn health(State(service): State<Arc<Service>>) -> Json<serde_json::Value> {
+/// 200 when the store takes a write and the knowledge answers, else 503 with what failed.
+async fn health(State(service): State<Arc<Service>>) -> Response {
+    let health = service.health().await;
     let bot = service.bot();
-    Json(serde_json::json!({
-        "status": "ok",
+    let part = |result: &Result<(), String>| match result {
+        Ok(()) => "ok".to_string(),
+        Err(problem) => problem.clone(),
+    };
+    let mut body = serde_json::json!({
+        "status": if health.is_ok() { "ok" } else { "failing" },
+        "store": part(&health.store),
+        "knowledge": part(&health.knowledge),
         "knowledge_version": bot.version,
         "last_refused_reload": service.last_reload_problem(),
-    }))
+    });
+    if !health.is_ok() {
+        body["error"] = health.problems().join("; ").into();
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    Json(body).into_response()
 }
 
 /// A moment as RFC 3339 in UTC (`2026-11-23T03:00:00.000Z`).

@@ -3,6 +3,8 @@
 
 pub mod cli;
 pub mod console;
+pub mod control;
 pub mod guard;
 pub mod http;
+pub mod listener;
 pub mod telegram;

@@ -330,4 +330,8 @@ pub trait Store: Send + Sync {
     fn held_parts(&self, channel: &str) -> StoreResult<Vec<HeldPart>>;
     /// Forgets the parts of an album whose turn is stored.
     fn release_album(&self, chat: &ChatKey, album: &str) -> StoreResult<()>;
+
+    /// Proves the store takes a write now (`/health`): a small committed write, a read where
+    /// new messages go, and the file written still the one at its path.
+    fn check_health(&self, at_ms: i64) -> StoreResult<()>;
 }

@@ -1,7 +1,14 @@
 //! The embedded store: one SQLite file (WAL journal, so a killed process loses no committed
 //! turn), schema by migrations. The only file with SQL in it.
+//!
+//! One process owns the file: it is opened with `locking_mode = EXCLUSIVE`, so SQLite keeps
+//! the WAL index in the process's memory instead of a memory-mapped `-shm` file (a `-shm`
+//! file truncated or made unwritable under a running server killed it with SIGBUS, without a
+//! log line). Another process (`xiaoer agent add`) goes through the running server instead
+//! (`channels::control`). Opening refuses a damaged file (`PRAGMA quick_check`) with what is
+//! wrong and what to do, and warns when the file exists but is empty: history is gone.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
@@ -146,28 +153,92 @@ const MIGRATIONS: &[M<'static>] = &[
         UNIQUE (channel, chat_id, source_id)
     );",
     ),
+    // One row `/health` rewrites to prove the store takes a write.
+    M::up(
+        "CREATE TABLE health (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        checked_ms INTEGER NOT NULL
+    );",
+    ),
 ];
 
 const HANDOFF_COLUMNS: &str = "id, channel, chat_id, created_ms, reason, priority, state, agent, summary, candidates, collected, evidence, case_id, reminded_ms";
 
+/// The store's file name in its folder.
+pub const FILE_NAME: &str = "xiaoer.sqlite3";
+
 pub struct SqliteStore {
     connection: Mutex<Connection>,
+    /// The file and its identity when opened; `None` in memory.
+    file: Option<OpenedFile>,
+}
+
+/// A database file as it was when opened, to tell when it is deleted or replaced under us.
+struct OpenedFile {
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+impl OpenedFile {
+    fn new(path: PathBuf) -> OpenedFile {
+        let identity = file_identity(&path);
+        OpenedFile { path, identity }
+    }
+
+    /// An error when the path no longer leads to the file we write.
+    fn still_there(&self) -> StoreResult<()> {
+        let path = self.path.display();
+        match (file_identity(&self.path), self.identity) {
+            (None, _) => Err(StoreError(format!(
+                "the database file {path} was removed: what is written now is lost at the next restart"
+            ))),
+            (Some(now), Some(then)) if now != then => Err(StoreError(format!(
+                "the database file {path} was replaced by another file: what is written now goes to the old one"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|_| (0, 0))
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) `xiaoer.sqlite3` in `dir` and brings its schema up to date.
+    /// Opens (creating if missing) `xiaoer.sqlite3` in `dir` for this process alone, checks it
+    /// is not damaged, and brings its schema up to date. Warns when the file is empty.
     pub fn open_dir(dir: &Path) -> StoreResult<SqliteStore> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
-        let path = dir.join("xiaoer.sqlite3");
+        let path = dir.join(FILE_NAME);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            tracing::warn!(
+                file = %path.display(),
+                "the database file is empty (0 bytes): its history is gone; starting with an empty store"
+            );
+        }
         let connection = Connection::open(&path)
-            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| StoreError(format!("cannot open {}: {}", path.display(), sql(e).0)))?;
+        // EXCLUSIVE before the first access: the WAL index then lives in this process's memory
+        // and no `-shm` file is mapped.
         connection
             .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                "PRAGMA busy_timeout = 5000; PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
             )
-            .map_err(sql)?;
-        SqliteStore::with_connection(connection)
+            .and_then(|()| quick_check(&connection))
+            .map_err(|e| opening_failed(&path, e))?
+            .map_err(|problems| damaged(&path, &problems))?;
+        let mut store = SqliteStore::with_connection(connection)?;
+        store.file = Some(OpenedFile::new(path));
+        Ok(store)
     }
 
     /// A store that lives in memory (the REPL, tests).
@@ -182,6 +253,7 @@ impl SqliteStore {
             .map_err(|e| StoreError(format!("schema migration failed: {e}")))?;
         Ok(SqliteStore {
             connection: Mutex::new(connection),
+            file: None,
         })
     }
 
@@ -191,8 +263,55 @@ impl SqliteStore {
     }
 }
 
+/// A SQLite error with its result code, which names the cause (`SQLITE_FULL`,
+/// `SQLITE_IOERR_WRITE` = 778, `SQLITE_CORRUPT` …) where the message is vague.
 fn sql(error: rusqlite::Error) -> StoreError {
-    StoreError(error.to_string())
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, _) => StoreError(format!(
+            "{error} ({:?}, code {})",
+            failure.code, failure.extended_code
+        )),
+        _ => StoreError(error.to_string()),
+    }
+}
+
+/// `PRAGMA quick_check`: `Ok(Err(problems))` when the file is damaged.
+fn quick_check(connection: &Connection) -> rusqlite::Result<Result<(), String>> {
+    let mut statement = connection.prepare("PRAGMA quick_check")?;
+    let found: Vec<String> = statement
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if found.len() == 1 && found[0] == "ok" {
+        return Ok(Ok(()));
+    }
+    let mut listing: Vec<String> = found.into_iter().take(3).collect();
+    if listing.is_empty() {
+        listing.push("the check found nothing to read".into());
+    }
+    Ok(Err(listing.join("; ")))
+}
+
+/// Why a database file could not be opened, with what to do.
+fn opening_failed(path: &Path, error: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseCorrupt, DatabaseLocked, NotADatabase};
+    match error.sqlite_error_code() {
+        Some(NotADatabase | DatabaseCorrupt) => damaged(path, &sql(error).0),
+        Some(DatabaseBusy | DatabaseLocked) => StoreError(format!(
+            "the database {} is in use by another process (a running `xiaoer serve`?): {}",
+            path.display(),
+            sql(error).0
+        )),
+        _ => StoreError(format!("cannot open {}: {}", path.display(), sql(error).0)),
+    }
+}
+
+fn damaged(path: &Path, problems: &str) -> StoreError {
+    StoreError(format!(
+        "the database {} is damaged ({problems}); refusing to start on it. Restore it from a \
+         backup, or move it (with any -wal file beside it) aside to start with an empty store; \
+         `sqlite3 FILE .recover` may save what is readable",
+        path.display()
+    ))
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {
@@ -1042,6 +1161,23 @@ impl Store for SqliteStore {
             )
             .map_err(sql)?;
         Ok(())
+    }
+
+    fn check_health(&self, at_ms: i64) -> StoreResult<()> {
+        if let Some(file) = &self.file {
+            file.still_there()?;
+        }
+        let connection = self.lock();
+        connection
+            .execute(
+                "INSERT INTO health (id, checked_ms) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET checked_ms = ?1",
+                params![at_ms],
+            )
+            .map_err(sql)?;
+        connection
+            .query_row("SELECT max(id) FROM messages", [], |_| Ok(()))
+            .map_err(sql)
     }
 }
 

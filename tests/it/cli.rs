@@ -1,12 +1,12 @@
 //! The command-line contract other tools rely on.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use crate::support::repo_path;
+use crate::support::{repo_path, xiaoer_command};
 
 fn xiaoer(args: &[&str], stdin: &[u8]) -> (String, String, bool) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xiaoer"))
+    let mut child = xiaoer_command(None)
         .args(args)
         .arg("--kb")
         .arg(repo_path("knowledge"))

@@ -4,11 +4,13 @@
 mod answers;
 mod browser;
 mod cli;
+mod connections;
 mod console;
 mod conversations;
 mod data;
 mod evaluation;
 mod fake_telegram;
+mod health;
 mod http_api;
 mod kb;
 mod phrasing;

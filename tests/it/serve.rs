@@ -1,105 +1,16 @@
 //! `xiaoer serve` as a process: killed in the middle of a flow and of a handoff and started
-//! again on the same data, and knowledge edited while it runs. Talks HTTP/1.1 over loopback
-//! on a port the server picks.
-
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+//! again on the same data, knowledge edited while it runs, an agent added while it runs.
+//! Talks HTTP/1.1 over loopback on a port the server picks; agents are at their desks all day
+//! (`support::ALL_DAY`), so no reply depends on the hour the test runs at.
 
 use serde_json::Value;
 use xiaoer::storage::{SqliteStore, Store};
 
-use crate::support::{chat_id, repo_path, KnowledgeCopy, TestBot};
+use crate::support::{
+    chat_id, eventually, repo_path, run_xiaoer, xiaoer_command, KnowledgeCopy, Server, TestBot,
+};
 
 const ORDER: &str = "2345678901234567";
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(data: &Path, kb: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xiaoer"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .arg("--kb")
-            .arg(kb)
-            .arg("--dialogs")
-            .arg(repo_path("dialogs"))
-            .env("XIAOER_RELOAD_INTERVAL_MS", "200")
-            // The HTTP API alone, whatever the developer's shell has set.
-            .env_remove("TELEGRAM_BOT_TOKEN")
-            .current_dir(repo_path(""))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("xiaoer serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
-        Server { child, addr }
-    }
-
-    fn request(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        )
-        .unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        let response = String::from_utf8(response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap();
-        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
-
-    /// A buyer message in the chat labelled `chat` (its id is `chat_id(chat)`).
-    fn say(&self, chat: &str, text: &str) -> Value {
-        let body = serde_json::json!({ "chat_id": chat_id(chat), "text": text }).to_string();
-        let (status, json) = self.request("POST", "/api/chat", &body);
-        assert_eq!(status, 200, "{json}");
-        json
-    }
-
-    fn photo(&self, chat: &str, id: &str) -> Value {
-        let body =
-            serde_json::json!({ "chat_id": chat_id(chat), "attachments": [{"kind": "photo", "id": id}] })
-                .to_string();
-        let (status, json) = self.request("POST", "/api/chat", &body);
-        assert_eq!(status, 200, "{json}");
-        json
-    }
-
-    /// Ends the process without warning, as a crash or `kill -9` would.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn reply_text(response: &Value) -> String {
     response["replies"].to_string()
@@ -109,7 +20,7 @@ fn reply_text(response: &Value) -> String {
 fn a_killed_server_resumes_flows_and_keeps_handoffs_and_messages() {
     let data = tempfile::tempdir().unwrap();
     let kb = repo_path("knowledge");
-    let server = Server::start(data.path(), &kb);
+    let server = Server::start(data.path(), &kb, "");
     server.say("r1", "收到的杯子碎了");
     let at_photos = server.say("r1", ORDER);
     assert_eq!(at_photos["state"], "flow");
@@ -121,7 +32,7 @@ fn a_killed_server_resumes_flows_and_keeps_handoffs_and_messages() {
     assert_eq!(before.len(), 4);
     server.kill();
 
-    let server = Server::start(data.path(), &kb);
+    let server = Server::start(data.path(), &kb, "");
     let resumed = server.photo("r1", "crack-1");
     assert_eq!(resumed["state"], "flow", "{resumed}");
     assert!(
@@ -171,23 +82,11 @@ fn a_killed_server_resumes_flows_and_keeps_handoffs_and_messages() {
     );
 }
 
-/// Polls until `done` holds or 15 s pass.
-fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(15) {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
 #[test]
 fn an_edit_goes_live_without_a_restart_and_an_invalid_one_is_refused() {
     let data = tempfile::tempdir().unwrap();
     let kb = KnowledgeCopy::new("reload");
-    let server = Server::start(data.path(), &kb.dir);
+    let server = Server::start(data.path(), &kb.dir, "");
     let before = server.say("k1", "能开发票吗");
     assert_eq!(before["topic"], "invoice");
     assert!(!reply_text(&before).contains("正规发票"));
@@ -252,14 +151,14 @@ fn an_edit_goes_live_without_a_restart_and_an_invalid_one_is_refused() {
 fn a_restart_with_a_broken_file_serves_the_last_good_version_and_reports_the_problem() {
     let data = tempfile::tempdir().unwrap();
     let kb = KnowledgeCopy::new("last-good");
-    let server = Server::start(data.path(), &kb.dir);
+    let server = Server::start(data.path(), &kb.dir, "");
     let good = reply_text(&server.say("g1", "能开发票吗"));
     let (_, health) = server.request("GET", "/health", "");
     let good_version = health["knowledge_version"]["hash"].clone();
     server.kill();
 
     kb.edit("invoice.toml", "都可以为您开具发票", "都可以给你开具发票");
-    let server = Server::start(data.path(), &kb.dir);
+    let server = Server::start(data.path(), &kb.dir, "");
     let (_, health) = server.request("GET", "/health", "");
     assert_eq!(health["knowledge_version"]["hash"], good_version);
     assert!(
@@ -285,16 +184,14 @@ fn a_broken_file_with_no_last_good_version_stops_the_start_with_its_problems() {
     let data = tempfile::tempdir().unwrap();
     let kb = KnowledgeCopy::new("no-last-good");
     kb.edit("invoice.toml", "都可以为您开具发票", "都可以给你开具发票");
-    let output = Command::new(env!("CARGO_BIN_EXE_xiaoer"))
+    let output = xiaoer_command(None)
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(data.path())
         .arg("--kb")
         .arg(&kb.dir)
         .arg("--dialogs")
         .arg(repo_path("dialogs"))
-        .env_remove("TELEGRAM_BOT_TOKEN")
-        .current_dir(repo_path(""))
-        .stdin(Stdio::null())
+        .stdin(std::process::Stdio::null())
         .output()
         .expect("xiaoer serve runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -303,4 +200,28 @@ fn a_broken_file_with_no_last_good_version_stops_the_start_with_its_problems() {
         stderr.contains("invoice.toml") && stderr.contains("no last good version"),
         "{stderr}"
     );
+}
+
+#[test]
+fn an_agent_added_while_the_server_runs_signs_in_at_once() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &repo_path("knowledge"), "");
+    let data_dir = data.path().to_str().unwrap();
+    let (stdout, stderr, ok) = run_xiaoer(&["agent", "add", "小王", "--data", data_dir]);
+    assert!(ok, "{stderr}");
+    let token = stdout.lines().last().unwrap().trim();
+    let (status, body) = server.request_as(token, "GET", "/api/agent/handoffs");
+    assert_eq!(status, 200, "{body}");
+    let (_, stderr, ok) = run_xiaoer(&["agent", "add", "小王", "--data", data_dir]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("an agent named 小王 already exists"),
+        "{stderr}"
+    );
+    server.kill();
+
+    // With the server gone, the store is opened directly.
+    let (stdout, stderr, ok) = run_xiaoer(&["agent", "add", "小李", "--data", data_dir]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("added agent 小李"), "{stdout}");
 }

@@ -1,8 +1,14 @@
 //! Shared fixtures: the engine over the real knowledge base, built once per test binary; the
-//! bot behind its HTTP router, and requests to it as a buyer or as an agent.
+//! bot behind its HTTP router, and requests to it as a buyer or as an agent; the binary as a
+//! child process (`xiaoer_command`, `Server`), free of the developer's environment and of the
+//! time of day.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use xiaoer::config::Thresholds;
 use xiaoer::engine::Engine;
@@ -370,11 +376,30 @@ impl Drop for KnowledgeCopy {
     }
 }
 
-/// Runs the `xiaoer` binary from the repository root; returns stdout, stderr and success.
+/// The `xiaoer` binary, run from the repository root with none of the developer's shell: no
+/// `XIAOER_*`, `TELEGRAM_*` or `RUST_LOG` (only `PATH`, `HOME` and `TMPDIR` are kept), and
+/// settings from `settings` only (None: the defaults, whatever `xiaoer.toml` the checkout has).
+pub fn xiaoer_command(settings: Option<&Path>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xiaoer"));
+    command.env_clear();
+    for name in ["PATH", "HOME", "TMPDIR"] {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    let no_settings = repo_path("tests/data/no-such-settings.toml");
+    command
+        .arg("--config")
+        .arg(settings.unwrap_or(&no_settings))
+        .current_dir(repo_path(""));
+    command
+}
+
+/// Runs the `xiaoer` binary from the repository root (see `xiaoer_command`); returns stdout,
+/// stderr and success.
 pub fn run_xiaoer(args: &[&str]) -> (String, String, bool) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xiaoer"))
+    let output = xiaoer_command(None)
         .args(args)
-        .current_dir(repo_path(""))
         .output()
         .expect("xiaoer runs");
     (
@@ -382,4 +407,339 @@ pub fn run_xiaoer(args: &[&str]) -> (String, String, bool) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
         output.status.success(),
     )
+}
+
+/// Settings for a `xiaoer serve` under test: agents at their desks all day, so no answer
+/// depends on the hour the test runs at.
+pub const ALL_DAY: &str = "[hours]\nshifts = [\"00:00-24:00\"]\n";
+
+/// `xiaoer serve` as a child process on a port it picks, over `data`; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Serves `kb` and the real `dialogs/`, looking for edits every 200 ms, with agents at
+    /// their desks all day (`ALL_DAY`) and `settings` (TOML); panics unless it starts.
+    pub fn start(data: &Path, kb: &Path, settings: &str) -> Server {
+        Server::spawn(data, kb, settings, |_| {})
+            .unwrap_or_else(|stderr| panic!("xiaoer serve did not start:\n{stderr}"))
+    }
+
+    /// Like `start`, with `prepare` adjusting the command first (limits, environment); the
+    /// error is what the server wrote to stderr when it exited instead of listening.
+    pub fn spawn(
+        data: &Path,
+        kb: &Path,
+        settings: &str,
+        prepare: impl FnOnce(&mut Command),
+    ) -> Result<Server, String> {
+        std::fs::create_dir_all(data).unwrap();
+        let settings_file = data.join("test-settings.toml");
+        std::fs::write(
+            &settings_file,
+            format!("reload_interval_ms = 200\n{settings}\n{ALL_DAY}"),
+        )
+        .unwrap();
+        let mut command = xiaoer_command(Some(&settings_file));
+        command
+            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .arg("--kb")
+            .arg(kb)
+            .arg("--dialogs")
+            .arg(repo_path("dialogs"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        prepare(&mut command);
+        let mut child = command.spawn().expect("xiaoer serve starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let collected = stderr.clone();
+        // Read as it comes, so the child never blocks on a full pipe.
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr_pipe.read(&mut chunk) {
+                collected
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(addr) = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        else {
+            child.wait().unwrap();
+            reader.join().unwrap();
+            return Err(stderr.lock().unwrap().clone());
+        };
+        Ok(Server {
+            addr: addr.to_string(),
+            child,
+            stderr,
+        })
+    }
+
+    /// What the server has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// One HTTP/1.1 request on a connection of its own; the status and the JSON body.
+    pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+        self.send(method, path, "", body)
+    }
+
+    /// A request with `Authorization: Bearer token`, without a body.
+    pub fn request_as(&self, token: &str, method: &str, path: &str) -> (u16, serde_json::Value) {
+        self.send(
+            method,
+            path,
+            &format!("Authorization: Bearer {token}\r\n"),
+            "",
+        )
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        )
+        .unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let response = String::from_utf8(response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (
+            status,
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// A buyer's message through `POST /api/chat`: the status and the JSON body.
+    /// `chat` is a label: its id is `chat_id(chat)`.
+    pub fn chat(&self, chat: &str, text: &str) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({ "chat_id": chat_id(chat), "text": text }).to_string();
+        self.request("POST", "/api/chat", &body)
+    }
+
+    /// A buyer's message; panics unless it is answered with 200.
+    pub fn say(&self, chat: &str, text: &str) -> serde_json::Value {
+        let (status, json) = self.chat(chat, text);
+        assert_eq!(status, 200, "{json}");
+        json
+    }
+
+    /// A buyer's photo through `POST /api/chat`; panics unless it is answered with 200.
+    pub fn photo(&self, chat: &str, id: &str) -> serde_json::Value {
+        let body = serde_json::json!({ "chat_id": chat_id(chat), "attachments": [{"kind": "photo", "id": id}] });
+        let (status, json) = self.request("POST", "/api/chat", &body.to_string());
+        assert_eq!(status, 200, "{json}");
+        json
+    }
+
+    /// Ends the process without warning, as a crash or `kill -9` would.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls until `done` holds or 15 s pass; whether it held.
+pub fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A store whose disk fills up when the test says so: from then on every write fails as
+/// SQLite's does on a full disk, and what is stored can still be read.
+pub struct DiskFull {
+    inner: std::sync::Arc<dyn xiaoer::storage::Store>,
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl DiskFull {
+    pub fn new(inner: std::sync::Arc<dyn xiaoer::storage::Store>) -> DiskFull {
+        DiskFull {
+            inner,
+            full: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The disk is full from now on.
+    pub fn fill(&self) {
+        self.full.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn write(&self) -> xiaoer::storage::StoreResult<()> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(xiaoer::storage::StoreError(
+                "database or disk is full (DiskFull, code 13)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+mod disk_full {
+    use xiaoer::bot::KnowledgeVersion;
+    use xiaoer::conversation::{ChatKey, Conversation};
+    use xiaoer::storage::*;
+
+    impl Store for super::DiskFull {
+        fn conversation(&self, chat: &ChatKey) -> StoreResult<Conversation> {
+            self.inner.conversation(chat)
+        }
+        fn commit_turn(&self, turn: &Turn) -> StoreResult<Committed> {
+            self.write()?;
+            self.inner.commit_turn(turn)
+        }
+        fn messages(&self, chat: &ChatKey, after: i64) -> StoreResult<Vec<StoredMessage>> {
+            self.inner.messages(chat, after)
+        }
+        fn chat_exists(&self, chat: &ChatKey) -> StoreResult<bool> {
+            self.inner.chat_exists(chat)
+        }
+        fn handoff(&self, id: i64) -> StoreResult<Option<HandoffRecord>> {
+            self.inner.handoff(id)
+        }
+        fn open_handoffs(&self) -> StoreResult<Vec<HandoffRecord>> {
+            self.inner.open_handoffs()
+        }
+        fn cases(&self) -> StoreResult<Vec<CaseRecord>> {
+            self.inner.cases()
+        }
+        fn claim(&self, id: i64, agent: &str, at: i64) -> StoreResult<Result<(), ClaimRefused>> {
+            self.write()?;
+            self.inner.claim(id, agent, at)
+        }
+        fn release(&self, id: i64, notice: &str, version: &str, at: i64) -> StoreResult<bool> {
+            self.write()?;
+            self.inner.release(id, notice, version, at)
+        }
+        fn due_reminders(&self, before_ms: i64) -> StoreResult<Vec<HandoffRecord>> {
+            self.inner.due_reminders(before_ms)
+        }
+        fn remind(&self, id: i64, text: &str, at: i64, version: &str) -> StoreResult<bool> {
+            self.write()?;
+            self.inner.remind(id, text, at, version)
+        }
+        fn record_knowledge(&self, v: &KnowledgeVersion, source: &str, at: i64) -> StoreResult<()> {
+            self.write()?;
+            self.inner.record_knowledge(v, source, at)
+        }
+        fn knowledge_versions(&self) -> StoreResult<Vec<KnowledgeRecord>> {
+            self.inner.knowledge_versions()
+        }
+        fn add_agent(&self, name: &str, role: &str, hash: &str, at: i64) -> StoreResult<bool> {
+            self.write()?;
+            self.inner.add_agent(name, role, hash, at)
+        }
+        fn agent_by_token_hash(&self, hash: &str) -> StoreResult<Option<AgentRecord>> {
+            self.inner.agent_by_token_hash(hash)
+        }
+        fn agent_reply(
+            &self,
+            id: i64,
+            agent: &str,
+            text: &str,
+            at: i64,
+        ) -> StoreResult<Result<i64, AgentRefused>> {
+            self.write()?;
+            self.inner.agent_reply(id, agent, text, at)
+        }
+        fn add_note(
+            &self,
+            id: i64,
+            agent: &str,
+            text: &str,
+            at: i64,
+        ) -> StoreResult<Result<(), AgentRefused>> {
+            self.write()?;
+            self.inner.add_note(id, agent, text, at)
+        }
+        fn notes(&self, chat: &ChatKey) -> StoreResult<Vec<NoteRecord>> {
+            self.inner.notes(chat)
+        }
+        fn close(&self, closing: &Closing) -> StoreResult<Result<(), AgentRefused>> {
+            self.write()?;
+            self.inner.close(closing)
+        }
+        fn ratings(&self) -> StoreResult<Vec<RatingRecord>> {
+            self.inner.ratings()
+        }
+        fn unanswered(&self, limit: usize) -> StoreResult<Vec<StoredMessage>> {
+            self.inner.unanswered(limit)
+        }
+        fn seen(&self, chat: &ChatKey, source_id: &str) -> StoreResult<bool> {
+            self.inner.seen(chat, source_id)
+        }
+        fn post_message(&self, message: &NewMessage) -> StoreResult<i64> {
+            self.write()?;
+            self.inner.post_message(message)
+        }
+        fn pending_chats(&self, channel: &str) -> StoreResult<Vec<ChatKey>> {
+            self.inner.pending_chats(channel)
+        }
+        fn undelivered(&self, chat: &ChatKey) -> StoreResult<Vec<StoredMessage>> {
+            self.inner.undelivered(chat)
+        }
+        fn mark_delivered(&self, message: i64, at_ms: i64) -> StoreResult<()> {
+            self.write()?;
+            self.inner.mark_delivered(message, at_ms)
+        }
+        fn mark_undeliverable(&self, message: i64, reason: &str) -> StoreResult<()> {
+            self.write()?;
+            self.inner.mark_undeliverable(message, reason)
+        }
+        fn hold_part(&self, part: &HeldPart) -> StoreResult<()> {
+            self.write()?;
+            self.inner.hold_part(part)
+        }
+        fn held_parts(&self, channel: &str) -> StoreResult<Vec<HeldPart>> {
+            self.inner.held_parts(channel)
+        }
+        fn release_album(&self, chat: &ChatKey, album: &str) -> StoreResult<()> {
+            self.write()?;
+            self.inner.release_album(chat, album)
+        }
+        fn check_health(&self, at_ms: i64) -> StoreResult<()> {
+            self.write()?;
+            self.inner.check_health(at_ms)
+        }
+    }
 }

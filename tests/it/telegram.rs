@@ -16,7 +16,7 @@ use xiaoer::service::{Clock, Service};
 use xiaoer::storage::{NewMessage, Sender, SqliteStore, Store};
 
 use crate::fake_telegram::{chat_json, Failure, FakeTelegram, Sent, BOT_ID, BOT_USERNAME, TOKEN};
-use crate::support::{add_agent, as_agent, beijing, repo_path, send, ManualClock};
+use crate::support::{add_agent, as_agent, beijing, repo_path, send, DiskFull, ManualClock};
 
 const ORDER: &str = "2345678901234567";
 /// Long enough for a 5xx: teloxide waits 10 s before it reads a server error.
@@ -36,7 +36,9 @@ fn settings(fake: &FakeTelegram, adjust: impl FnOnce(&mut Settings)) -> Settings
             // Telegram's one a second per chat would make every test slow; one test keeps a
             // longer spacing and measures it.
             chat_interval_ms: 20,
-            album_wait_ms: 500,
+            // Generous: the message after an album completes it at once, so a slow machine
+            // never splits one, and no test waits this long.
+            album_wait_ms: 10_000,
             ..TelegramSettings::default()
         },
         ..Settings::default()
@@ -552,20 +554,15 @@ async fn a_photo_outside_a_flow_and_a_sticker_get_polite_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_the_store_could_not_keep_is_asked_again_in_the_buyers_language() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open_dir(data.path()).unwrap());
-    let shop = Shop::open_on(FakeTelegram::start().await, store, |_| {}).await;
+    let store = Arc::new(DiskFull::new(Arc::new(
+        SqliteStore::open_in_memory().unwrap(),
+    )));
+    let shop = Shop::open_on(FakeTelegram::start().await, store.clone(), |_| {}).await;
     let buyer = shop.buyer(4222);
     let answered = buyer.says("can I get an invoice?").await;
     assert!(!answered.is_empty());
     // The disk fills up: nothing more can be stored, what is stored can still be read.
-    rusqlite::Connection::open(data.path().join("xiaoer.sqlite3"))
-        .unwrap()
-        .execute_batch(
-            "CREATE TRIGGER disk_full BEFORE INSERT ON messages
-             BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
-        )
-        .unwrap();
+    store.fill();
     let try_again = |lang| {
         reply::template(
             shop.knowledge().engine.knowledge_base(),
@@ -847,14 +844,11 @@ async fn the_webhook_takes_only_updates_carrying_the_secret() {
 async fn serve_runs_the_telegram_bot_when_a_token_is_set() {
     let fake = FakeTelegram::start().await;
     let data = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xiaoer"))
+    let mut child = crate::support::xiaoer_command(None)
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(data.path())
         .env("TELEGRAM_BOT_TOKEN", TOKEN)
         .env("TELEGRAM_API_URL", &fake.url)
-        .env_remove("TELEGRAM_WEBHOOK_URL")
-        .env_remove("TELEGRAM_WEBHOOK_SECRET")
-        .current_dir(repo_path(""))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -902,7 +896,8 @@ async fn an_album_acknowledged_before_a_restart_is_still_answered() {
 
     // Telegram will not send the photo again: the restarted bot has it from its store.
     let store = Arc::new(SqliteStore::open_dir(data.path()).unwrap());
-    let second = Shop::open_on(fake.clone(), store, |_| {}).await;
+    // Nothing follows the album: it is handled once its short wait has passed.
+    let second = Shop::open_on(fake.clone(), store, |s| s.telegram.album_wait_ms = 100).await;
     second
         .fake
         .wait_until(PATIENCE, "an answer to the album", |fake| {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use teloxide::types::ChatId;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use super::update::Incoming;
@@ -43,6 +43,9 @@ pub struct Lanes {
     /// The waiting jobs of each chat with a worker; a chat is here exactly while its worker
     /// runs. Jobs are queued and workers retire under this lock, so no job is left without one.
     queues: Mutex<HashMap<ChatId, VecDeque<Job>>>,
+    /// Wakes the workers waiting for an album's next photo when an update is queued: one that
+    /// lands behind the album completes it at once, whatever `album_wait`.
+    arrivals: Notify,
 }
 
 impl Lanes {
@@ -52,6 +55,7 @@ impl Lanes {
             keeper,
             album_wait,
             queues: Mutex::new(HashMap::new()),
+            arrivals: Notify::new(),
         })
     }
 
@@ -106,6 +110,7 @@ impl Lanes {
             last: now,
         });
         drop(queues);
+        self.arrivals.notify_waiters();
         if new_lane {
             tokio::spawn(self.clone().work(chat));
         }
@@ -113,10 +118,17 @@ impl Lanes {
 
     async fn work(self: Arc<Self>, chat: ChatId) {
         loop {
+            // Registered before looking at the queue, so an update queued meanwhile wakes it.
+            let arrival = self.arrivals.notified();
+            tokio::pin!(arrival);
+            arrival.as_mut().enable();
             let job = match self.next(chat) {
                 Next::Job(job) => job,
                 Next::Wait(until) => {
-                    tokio::time::sleep_until(until).await;
+                    tokio::select! {
+                        () = tokio::time::sleep_until(until) => {}
+                        () = arrival => {}
+                    }
                     continue;
                 }
                 Next::Retired => return,
@@ -214,7 +226,8 @@ mod tests {
                 let keep = keep.clone();
                 Box::pin(async move { keep.lock().unwrap().push(incoming.source_id) })
             }),
-            Duration::from_millis(500),
+            // Far longer than the test: the update queued behind the album completes it.
+            Duration::from_secs(60),
         );
         // An album's photo is acknowledged once kept, for the next one to come.
         lanes.push(photo(1, Some("a"))).await.unwrap();
@@ -236,18 +249,28 @@ mod tests {
     async fn one_chat_in_order_chats_in_parallel() {
         let seen: Arc<Mutex<Vec<(i64, String)>>> = Arc::default();
         let record = seen.clone();
+        // How many messages the fast chat has had handled.
+        let (fast_done, fast_count) = tokio::sync::watch::channel(0);
         let lanes = Lanes::new(
             Arc::new(move |incoming: Incoming| {
                 let record = record.clone();
+                let fast_done = fast_done.clone();
+                let mut fast_count = fast_count.clone();
                 Box::pin(async move {
-                    // The slow chat must hold up neither its own order nor the fast chat.
+                    // The slow chat waits until the fast one is done (or 10 s, if the fast
+                    // one were stuck behind it): it must hold up neither its own order nor
+                    // the fast chat.
                     if incoming.chat.0 == 1 {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        let fast_finished = fast_count.wait_for(|n| *n >= 5);
+                        let _ = tokio::time::timeout(Duration::from_secs(10), fast_finished).await;
                     }
                     record
                         .lock()
                         .unwrap()
                         .push((incoming.chat.0, incoming.source_id));
+                    if incoming.chat.0 == 2 {
+                        fast_done.send_modify(|n| *n += 1);
+                    }
                 })
             }),
             Arc::new(|_| Box::pin(async {})),
@@ -271,11 +294,11 @@ mod tests {
         let expected: Vec<String> = (0..5).map(|n| format!("m{n}")).collect();
         assert_eq!(order(1), expected);
         assert_eq!(order(2), expected);
-        // The fast chat finished before the slow one got far.
+        // The fast chat finished before the slow one's first message.
         let first_slow = seen.iter().position(|(c, _)| *c == 1).unwrap();
-        assert!(first_slow >= 4, "{seen:?}");
+        assert_eq!(first_slow, 5, "{seen:?}");
         // Idle workers retire.
-        for _ in 0..100 {
+        for _ in 0..1000 {
             if lanes.queues().is_empty() {
                 return;
             }
