@@ -37,7 +37,8 @@ async fn health_is_503_naming_the_store_while_it_takes_no_writes() {
     assert_eq!(body["knowledge"], "ok");
 
     store.fill();
-    let chat = serde_json::json!({"chat_id": "health-check-buyer", "text": "能开发票吗"});
+    let chat =
+        serde_json::json!({"chat_id": crate::support::chat_id("health"), "text": "能开发票吗"});
     let (status, _) = send(&router, "POST", "/api/chat", &[], Some(chat.to_string())).await;
     assert_eq!(status, 500, "a chat fails while the disk is full");
     let (status, body) = send(&router, "GET", "/health", &[], None).await;
