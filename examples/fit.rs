@@ -9,7 +9,8 @@
 //! whatever the shop sells, so fitting on several shops teaches what carries across shops
 //! rather than one shop's wording. The thresholds must hold on each shop separately.
 
-use std::path::PathBuf;
+#[path = "support/shops.rs"]
+mod shops;
 
 use xiaoer::config::{Settings, Thresholds};
 use xiaoer::engine::{decide, Engine, Verdict};
@@ -27,7 +28,7 @@ struct Shop {
 fn main() -> anyhow::Result<()> {
     let settings = Settings::default();
     let mut shops = Vec::new();
-    for (name, knowledge, eval) in shop_files()? {
+    for (name, knowledge, eval) in shops::shop_files()? {
         let (cases, problems) = parse_cases(&std::fs::read_to_string(&eval)?);
         anyhow::ensure!(problems.is_empty(), "{problems:?}");
         let cases: Vec<Case> = cases
@@ -72,25 +73,6 @@ fn main() -> anyhow::Result<()> {
         print_counts(shop, &rescore(&shop.rankings, none, &weights), &thresholds);
     }
     Ok(())
-}
-
-/// (name, knowledge folder, evaluation file) of the sample shop and every fixture shop.
-fn shop_files() -> anyhow::Result<Vec<(String, PathBuf, PathBuf)>> {
-    let mut shops = vec![(
-        "sample".to_string(),
-        PathBuf::from("knowledge"),
-        PathBuf::from("tests/data/eval.jsonl"),
-    )];
-    let mut fixtures: Vec<PathBuf> = std::fs::read_dir("tests/shops")?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("eval.jsonl").exists())
-        .collect();
-    fixtures.sort();
-    for dir in fixtures {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        shops.push((name, dir.join("knowledge"), dir.join("eval.jsonl")));
-    }
-    Ok(shops)
 }
 
 fn print_counts(shop: &Shop, rankings: &[Ranking], thresholds: &Thresholds) {

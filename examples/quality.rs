@@ -13,6 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "support/shops.rs"]
+mod shops;
+
 use xiaoer::config::Settings;
 use xiaoer::engine::Engine;
 use xiaoer::eval::{parse_cases, Case, Report};
@@ -37,7 +40,7 @@ fn main() -> anyhow::Result<()> {
     let settings = Settings::load(std::path::Path::new("xiaoer.toml"))?;
 
     let mut sets = Vec::new();
-    for (shop, knowledge, eval) in shops()? {
+    for (shop, knowledge, eval) in shops::shop_files()? {
         let cases = read_cases(&eval)?;
         let mut splits = vec!["tune"];
         if heldout {
@@ -115,25 +118,6 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// (name, knowledge folder, evaluation file) of the sample shop and every fixture shop.
-fn shops() -> anyhow::Result<Vec<(String, PathBuf, PathBuf)>> {
-    let mut shops = vec![(
-        "sample".to_string(),
-        PathBuf::from("knowledge"),
-        PathBuf::from("tests/data/eval.jsonl"),
-    )];
-    let mut fixtures: Vec<PathBuf> = std::fs::read_dir("tests/shops")?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("eval.jsonl").exists())
-        .collect();
-    fixtures.sort();
-    for dir in fixtures {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        shops.push((name, dir.join("knowledge"), dir.join("eval.jsonl")));
-    }
-    Ok(shops)
 }
 
 fn read_cases(path: &Path) -> anyhow::Result<Vec<Case>> {
