@@ -229,7 +229,9 @@ fn fold(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.nfkc() {
         if c.is_alphanumeric() {
-            out.extend(c.to_lowercase());
+            // Lower case may add a mark that is no letter (İ → i + U+0307): drop it, as a
+            // second pass would.
+            out.extend(c.to_lowercase().filter(|l| l.is_alphanumeric()));
         } else if c == '\'' || c == '’' {
             // Keep English contractions whole.
         } else {
@@ -354,6 +356,12 @@ mod tests {
     fn control_characters_and_symbols_become_nothing() {
         check("\u{0}\u{7}发票\u{1b}[31m", "发票 31m");
         check("   ", "");
+    }
+
+    #[test]
+    fn lower_case_leaves_no_stray_marks_so_normalising_twice_changes_nothing() {
+        check("İPHONE", "iphone");
+        check(&normalizer().normalize("İPHONE"), "iphone");
     }
 
     #[test]

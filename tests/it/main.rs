@@ -14,6 +14,7 @@ mod health;
 mod http_api;
 mod kb;
 mod phrasing;
+mod properties;
 mod serve;
 mod support;
 mod telegram;
